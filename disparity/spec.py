@@ -1,0 +1,753 @@
+"""Model specifications: a TOML model file read into a frozen :class:`ModelSpec`.
+
+A model file says what is modelled (family, events out of trials, fixed effects, grouping
+factors, varying slopes, reference levels), how it is fitted (engine, seed, sampler
+settings), the priors of the Bayesian engine and the settings of the report::
+
+    [data]
+    path = "cells.csv"            # CSV or Parquet, relative to the model file
+    [model]
+    family = "binomial"           # binomial | poisson | negative_binomial
+    events = "n_perm_excl"
+    trials = "n_pupils"
+    formula = "ethnicity + sen + fsm + cin"
+    groups = ["la/school"]        # "a/b" nested; several entries are crossed
+    slopes = { ethnicity = "la" }
+    [model.reference]
+    ethnicity = "White British"
+    [fit]
+    engine = "ml"                 # ml | pymc | glm
+    seed = 1
+    [priors]
+    group_sd = 1.0
+    [report]
+    ci_prob = 0.95
+
+Reading checks every key and value and raises one :class:`~disparity.errors.SpecError`
+listing every problem found, each naming the key, what was found and the valid choices
+(with the nearest valid key for a misspelt one). :func:`check_spec_against_data` then checks
+the columns and levels the specification names against a data frame.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace as _dc_replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from disparity import config, vocabulary
+from disparity.errors import ReadError, SpecError
+
+class FrozenMap(dict):
+    """A read-only ``dict`` (picklable, unlike :class:`types.FrozenMap`).
+
+    Examples
+    --------
+    >>> m = FrozenMap({"a": 1})
+    >>> m["a"]
+    1
+    >>> m["b"] = 2
+    Traceback (most recent call last):
+    ...
+    TypeError: FrozenMap is read-only; make a new one (spec.replace(...))
+    """
+
+    def _readonly(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("FrozenMap is read-only; make a new one (spec.replace(...))")
+
+    __setitem__ = __delitem__ = __ior__ = _readonly  # type: ignore[assignment]
+    clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (dict(self),))
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted((k, repr(v)) for k, v in self.items())))
+
+
+# --------------------------------------------------------------------------- vocabularies
+FAMILIES: tuple[str, ...] = ("binomial", "poisson", "negative_binomial")
+ENGINES: tuple[str, ...] = ("ml", "pymc", "glm")
+SAMPLERS: tuple[str, ...] = ("auto", "pymc", "nutpie", "numpyro")
+
+#: Weakly-informative prior defaults of the Bayesian engine (link scale):
+#: ``intercept_sd`` Normal(logit/log crude rate, 2.5) on the intercept; ``coef_sd`` Normal(0, 1)
+#: on each fixed effect; ``group_sd`` HalfNormal(1) on each random-intercept SD; ``slope_sd``
+#: HalfNormal(0.5) on each varying-slope SD; ``dispersion_shape``/``dispersion_rate``
+#: Gamma(2, 0.1) on the negative-binomial ``alpha``.
+DEFAULT_PRIORS: Mapping[str, float] = FrozenMap(
+    {
+        "intercept_sd": 2.5,
+        "coef_sd": 1.0,
+        "group_sd": 1.0,
+        "slope_sd": 0.5,
+        "dispersion_shape": 2.0,
+        "dispersion_rate": 0.1,
+    }
+)
+
+_TOP_KEYS = ("name", "description", "data", "model", "fit", "priors", "report", "ladder")
+_DATA_KEYS = ("path",)
+_MODEL_KEYS = ("family", "events", "trials", "formula", "groups", "slopes", "reference")
+_FIT_KEYS = (
+    "engine",
+    "seed",
+    "draws",
+    "tune",
+    "chains",
+    "sampler",
+    "target_accept",
+    "noncentered",
+) + ENGINES  # [fit.ml], [fit.pymc], [fit.glm]: engine options, passed through
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model, as a value: what is modelled, how it is fitted, and its report settings.
+
+    Attributes
+    ----------
+    name : str
+        Model name (the model file's stem).
+    source : Path or None
+        The TOML file it came from.
+    data_path : Path or None
+        Cells (or pupils) file, resolved relative to the model file.
+    family : str
+        ``"binomial"``, ``"poisson"`` or ``"negative_binomial"``.
+    events : str
+        Column counting events (``"n_perm_excl"``).
+    trials : str
+        Column of trials (binomial) or exposure (count families), usually ``"n_pupils"``.
+    formula : str
+        Fixed effects, right-hand side of a patsy formula (``"ethnicity + sen"``).
+    groups : tuple of str
+        Random-intercept entries as written: ``"la/school"`` is schools nested in LAs;
+        several entries are crossed.
+    slopes : mapping of str to str
+        ``{variable: group term}``: the variable's effects vary by that group term.
+    reference : mapping of str to str
+        Reference level of each categorical variable. A numeric column named here is
+        treated as categorical (its levels are written as text).
+    priors : mapping of str to float
+        Prior scales of the Bayesian engine; see :data:`DEFAULT_PRIORS`.
+    engine : str
+        ``"ml"``, ``"pymc"`` or ``"glm"``.
+    seed : int
+    draws, tune, chains : int
+        Posterior draws and tuning steps per chain, and the number of chains.
+    sampler : str
+        ``"auto"``, ``"pymc"``, ``"nutpie"`` or ``"numpyro"``.
+    target_accept : float
+    noncentered : mapping of str to bool
+        Per group term name; a term not named is non-centred.
+    engine_options : mapping of str to mapping
+        The ``[fit.ml]``, ``[fit.pymc]`` and ``[fit.glm]`` tables, passed to the engines.
+    ci_prob : float
+        Probability of reported intervals (``[report] ci_prob``).
+    report : mapping
+        The raw ``[report]`` table.
+    ladder : tuple of mapping
+        The raw ``[[ladder]]`` entries.
+    description : str
+        Free text from the model file.
+
+    Examples
+    --------
+    >>> spec = ModelSpec(name="m", family="binomial", events="n_perm_excl",
+    ...                  trials="n_pupils", formula="sen")
+    >>> spec.replace(family="poisson").family
+    'poisson'
+    >>> spec.group_terms
+    ()
+    """
+
+    name: str = "model"
+    source: Path | None = None
+    data_path: Path | None = None
+    family: str = "binomial"
+    events: str = vocabulary.events_column(vocabulary.PERM_EXCL)
+    trials: str = vocabulary.N_PUPILS
+    formula: str = "1"
+    groups: tuple[str, ...] = ()
+    slopes: Mapping[str, str] = field(default_factory=lambda: FrozenMap({}))
+    reference: Mapping[str, str] = field(default_factory=lambda: FrozenMap({}))
+    priors: Mapping[str, float] = field(default_factory=lambda: DEFAULT_PRIORS)
+    engine: str = "ml"
+    seed: int = config.SEED
+    draws: int = 1000
+    tune: int = 1000
+    chains: int = 4
+    sampler: str = "auto"
+    target_accept: float = 0.9
+    noncentered: Mapping[str, bool] = field(default_factory=lambda: FrozenMap({}))
+    engine_options: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=lambda: FrozenMap({})
+    )
+    ci_prob: float = config.CI_PROB
+    report: Mapping[str, Any] = field(default_factory=lambda: FrozenMap({}))
+    ladder: tuple[Mapping[str, Any], ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        # Normalise containers so a spec made in Python is as immutable as one read from TOML.
+        object.__setattr__(self, "groups", tuple(self.groups))
+        object.__setattr__(self, "ladder", tuple(FrozenMap(x) for x in self.ladder))
+        for name in ("slopes", "reference", "noncentered", "report"):
+            object.__setattr__(self, name, FrozenMap(getattr(self, name)))
+        object.__setattr__(self, "priors", FrozenMap({**DEFAULT_PRIORS, **self.priors}))
+        object.__setattr__(
+            self,
+            "engine_options",
+            FrozenMap({k: FrozenMap(v) for k, v in self.engine_options.items()}),
+        )
+        if self.source is not None:
+            object.__setattr__(self, "source", Path(self.source))
+        if self.data_path is not None:
+            object.__setattr__(self, "data_path", Path(self.data_path))
+
+    def replace(self, **changes: Any) -> ModelSpec:
+        """A new specification with ``changes`` applied (the original is unchanged).
+
+        Examples
+        --------
+        >>> ModelSpec(formula="sen").replace(groups=("la/school",)).group_terms
+        ('la', 'school')
+        """
+        valid = {f.name for f in fields(self)}
+        unknown = [k for k in changes if k not in valid]
+        if unknown:
+            raise SpecError(
+                "ModelSpec has no field "
+                + ", ".join(f"{k!r}{_suggest(k, valid)}" for k in unknown)
+                + f"; fields are {', '.join(sorted(valid))}"
+            )
+        return _dc_replace(self, **changes)
+
+    @property
+    def group_terms(self) -> tuple[str, ...]:
+        """Names of the random-intercept terms, in order (``"la/school"`` gives two)."""
+        return group_term_names(self.groups)
+
+    def prior(self, key: str) -> float:
+        """Prior scale ``key``, falling back to :data:`DEFAULT_PRIORS`."""
+        if key in self.priors:
+            return float(self.priors[key])
+        return float(DEFAULT_PRIORS[key])
+
+    def is_noncentered(self, term: str) -> bool:
+        """Whether group term ``term`` is non-centred (the default)."""
+        return bool(self.noncentered.get(term, True))
+
+    def engine_option(self, engine: str, key: str, default: Any = None) -> Any:
+        """Option ``key`` of ``[fit.<engine>]``, or ``default``."""
+        return self.engine_options.get(engine, {}).get(key, default)
+
+
+# --------------------------------------------------------------------------- helpers
+def group_term_names(groups: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Names of the group terms made by ``groups`` entries.
+
+    A nested entry ``"la/school"`` makes two terms, ``la`` and ``school``; each entry of the
+    list is a crossed factor.
+
+    Examples
+    --------
+    >>> group_term_names(["la/school", "trust"])
+    ('la', 'school', 'trust')
+    """
+    names: list[str] = []
+    for entry in groups:
+        names.extend(p.strip() for p in str(entry).split("/"))
+    return tuple(names)
+
+
+def _suggest(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _choices(choices: Any) -> str:
+    return ", ".join(repr(c) for c in choices)
+
+
+def _unknown_keys(table: Mapping[str, Any], valid: tuple[str, ...], where: str) -> list[str]:
+    problems = []
+    for key in table:
+        if key not in valid:
+            problems.append(
+                f"unknown key {key!r} in {where}{_suggest(key, valid)}; "
+                f"valid keys are {_choices(valid)}"
+            )
+    return problems
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def formula_variables(formula: str) -> tuple[str, ...]:
+    """Data columns named by a patsy right-hand side, in order of appearance.
+
+    Function names (``C``, ``np.log``, ``I``) are not columns; ``Q("a name")`` is.
+
+    Examples
+    --------
+    >>> formula_variables("ethnicity + sen:fsm + C(cin) + np.log(age)")
+    ('ethnicity', 'sen', 'fsm', 'cin', 'age')
+    """
+    import patsy
+
+    try:
+        desc = patsy.ModelDesc.from_formula(formula)
+    except patsy.PatsyError as exc:
+        raise SpecError(f"formula {formula!r} could not be parsed: {exc}") from None
+    names: list[str] = []
+    for term in desc.rhs_termlist:
+        for factor in term.factors:
+            names.extend(_code_variables(factor.code))
+    return tuple(dict.fromkeys(names))
+
+
+def _code_variables(code: str) -> list[str]:
+    tree = ast.parse(code, mode="eval")
+    called: set[int] = set()
+    out: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            called.add(id(func))
+            if isinstance(func, ast.Attribute):
+                called.add(id(func.value))
+            if isinstance(func, ast.Name) and func.id == "Q" and node.args:
+                arg = node.args[0]
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    out.append(arg.value)
+        elif isinstance(node, ast.Attribute):
+            called.add(id(node.value))  # np.pi, np.log: a module, not a column
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and id(node) not in called:
+            if node.id not in {"C", "Q", "I", "Treatment", "Sum", "Poly", "np", "True", "False"}:
+                out.append(node.id)
+    return out
+
+
+# --------------------------------------------------------------------------- reading
+def load_spec(path: str | Path) -> ModelSpec:
+    """Read and check a TOML model file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The model file. ``[data] path`` inside it is resolved relative to its folder.
+
+    Returns
+    -------
+    ModelSpec
+        Named after the file's stem unless the file sets ``name``.
+
+    Raises
+    ------
+    ReadError
+        The file does not exist or cannot be read.
+    SpecError
+        The TOML is malformed (the message gives the line and column) or the specification
+        has problems (all listed at once).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "m.toml").write_text('[model]\\nfamily = "binomial"\\n'
+    ...     'events = "incidence"\\ntrials = "size"\\nformula = "period"\\n')
+    >>> load_spec(d / "m.toml").events
+    'incidence'
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ReadError(
+            f"model file {str(path)!r} not found; give the path of a .toml model file "
+            "(see models/ for examples)"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReadError(f"model file {str(path)!r} could not be read: {exc}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(
+            f"model file {str(path)!r} is not valid TOML: {exc}. Fix the syntax there "
+            "(strings need double quotes; tables are written [name])."
+        ) from None
+    name = None if "name" in raw else path.stem  # a name in the file wins (and is checked)
+    return spec_from_dict(raw, base_dir=path.parent, name=name, source=path)
+
+
+def spec_from_dict(
+    d: Mapping[str, Any],
+    base_dir: str | Path | None = None,
+    *,
+    name: str | None = None,
+    source: str | Path | None = None,
+) -> ModelSpec:
+    """Check a parsed model file (nested mappings) and make a :class:`ModelSpec`.
+
+    Parameters
+    ----------
+    d : mapping
+        The tables of a model file, as :func:`tomllib.loads` gives them.
+    base_dir : str or Path, optional
+        Folder ``[data] path`` is relative to (the model file's folder).
+    name, source : optional
+        Model name (default: ``d["name"]`` or ``"model"``) and originating file.
+
+    Raises
+    ------
+    SpecError
+        Listing every problem found.
+
+    Examples
+    --------
+    >>> spec = spec_from_dict({"model": {"family": "poisson", "events": "n_susp",
+    ...     "trials": "n_pupils", "formula": "sen", "groups": ["la/school"]},
+    ...     "fit": {"engine": "glm"}})
+    >>> spec.family, spec.groups, spec.engine
+    ('poisson', ('la/school',), 'glm')
+    """
+    where_file = f" in {str(source)!r}" if source is not None else ""
+    problems: list[str] = []
+    if not isinstance(d, Mapping):
+        raise SpecError(f"a model specification must be a table of tables, not {type(d).__name__}")
+    problems += _unknown_keys(d, _TOP_KEYS, "the top level")
+    kw: dict[str, Any] = {}
+
+    def table(key: str) -> Mapping[str, Any]:
+        value = d.get(key, {})
+        if not isinstance(value, Mapping):
+            problems.append(f"[{key}] must be a table (write it as [{key}]), not {value!r}")
+            return {}
+        return value
+
+    # -- name / description
+    if name is None:
+        name = d.get("name", "model")
+    if not isinstance(name, str) or not name:
+        problems.append(f"name must be a non-empty string, not {name!r}")
+        name = "model"
+    kw["name"] = name
+    description = d.get("description", "")
+    if not isinstance(description, str):
+        problems.append(f"description must be a string, not {description!r}")
+    else:
+        kw["description"] = description
+    kw["source"] = Path(source) if source is not None else None
+
+    # -- [data]
+    data = table("data")
+    problems += _unknown_keys(data, _DATA_KEYS, "[data]")
+    if "path" in data:
+        p = data["path"]
+        if not isinstance(p, str) or not p:
+            problems.append(f"[data] path must be a string (a file path), not {p!r}")
+        else:
+            dp = Path(p)
+            if not dp.is_absolute() and base_dir is not None:
+                dp = Path(base_dir) / dp
+            kw["data_path"] = Path(os.path.normpath(dp))
+
+    # -- [model]
+    model = table("model")
+    problems += _unknown_keys(model, _MODEL_KEYS, "[model]")
+    for key in ("family", "events", "formula"):
+        if key not in model:
+            problems.append(f"[model] {key} is required")
+    family = model.get("family")
+    if family is not None:
+        if family not in FAMILIES:
+            problems.append(
+                f"[model] family {family!r} is not known{_suggest(family, FAMILIES)}; "
+                f"valid families are {_choices(FAMILIES)}"
+            )
+        else:
+            kw["family"] = family
+    for key in ("events", "trials"):
+        if key in model:
+            v = model[key]
+            if not isinstance(v, str) or not v:
+                problems.append(f"[model] {key} must be a column name (a string), not {v!r}")
+            else:
+                kw[key] = v
+    if "formula" in model:
+        f = model["formula"]
+        if not isinstance(f, str) or not f.strip():
+            problems.append(f"[model] formula must be a string such as \"sen + fsm\", not {f!r}")
+        else:
+            f = f.strip()
+            if f.startswith("~"):
+                f = f[1:].strip()
+            if "~" in f:
+                problems.append(
+                    f"[model] formula {f!r} has a left-hand side; write only the fixed effects "
+                    "(e.g. \"sen + fsm\"): the outcome is given by events and trials"
+                )
+            else:
+                try:
+                    formula_variables(f)
+                except SpecError as exc:
+                    problems.append(f"[model] {exc}")
+                except SyntaxError as exc:
+                    problems.append(f"[model] formula {f!r} could not be parsed: {exc}")
+                else:
+                    kw["formula"] = f
+    groups: tuple[str, ...] = ()
+    if "groups" in model:
+        g = model["groups"]
+        if isinstance(g, str):
+            problems.append(
+                f"[model] groups must be a list of strings, e.g. groups = [{g!r}], not a string"
+            )
+        elif not isinstance(g, list) or not all(isinstance(x, str) for x in g):
+            problems.append(
+                f"[model] groups must be a list of strings such as [\"la/school\"], not {g!r}"
+            )
+        else:
+            bad = [x for x in g if any(not part.strip() for part in x.split("/"))]
+            if bad:
+                problems.append(
+                    f"[model] groups entries {bad!r} have an empty part; write \"la/school\" "
+                    "for schools nested in LAs"
+                )
+            else:
+                groups = tuple("/".join(part.strip() for part in x.split("/")) for x in g)
+                names = group_term_names(groups)
+                dupes = sorted({n for n in names if names.count(n) > 1})
+                if dupes:
+                    problems.append(
+                        f"[model] groups name the term(s) {dupes!r} more than once "
+                        f"({list(groups)!r}); name each grouping factor once"
+                    )
+                kw["groups"] = groups
+    term_names = group_term_names(groups)
+    for key in ("slopes", "reference"):
+        if key in model:
+            m = model[key]
+            if not isinstance(m, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in m.items()
+            ):
+                example = '"la"' if key == "slopes" else '"White British"'
+                problems.append(
+                    f"[model] {key} must be a table of strings, e.g. "
+                    f"{{ ethnicity = {example} }}, not {m!r}"
+                )
+                continue
+            kw[key] = FrozenMap(dict(m))
+    for var, grp in kw.get("slopes", {}).items():
+        if grp not in term_names:
+            problems.append(
+                f"[model] slopes: {var!r} varies by {grp!r}, which is not a group term"
+                f"{_suggest(grp, term_names)}; group terms are "
+                f"{_choices(term_names) if term_names else 'none (set [model] groups)'}"
+            )
+
+    # -- [fit]
+    fit = table("fit")
+    problems += _unknown_keys(fit, _FIT_KEYS, "[fit]")
+    engine = fit.get("engine", "ml")
+    if engine not in ENGINES:
+        problems.append(
+            f"[fit] engine {engine!r} is not known{_suggest(engine, ENGINES)}; "
+            f"valid engines are {_choices(ENGINES)}"
+        )
+    else:
+        kw["engine"] = engine
+    sampler = fit.get("sampler", "auto")
+    if sampler not in SAMPLERS:
+        problems.append(
+            f"[fit] sampler {sampler!r} is not known{_suggest(sampler, SAMPLERS)}; "
+            f"valid samplers are {_choices(SAMPLERS)}"
+        )
+    else:
+        kw["sampler"] = sampler
+    if "seed" in fit:
+        if not _is_int(fit["seed"]) or fit["seed"] < 0:
+            problems.append(f"[fit] seed must be a non-negative integer, not {fit['seed']!r}")
+        else:
+            kw["seed"] = fit["seed"]
+    for key in ("draws", "tune", "chains"):
+        if key in fit:
+            v = fit[key]
+            low = 0 if key == "tune" else 1
+            if not _is_int(v) or v < low:
+                problems.append(f"[fit] {key} must be an integer >= {low}, not {v!r}")
+            else:
+                kw[key] = v
+    if "target_accept" in fit:
+        v = fit["target_accept"]
+        if not _is_number(v) or not 0 < v < 1:
+            problems.append(f"[fit] target_accept must be a number between 0 and 1, not {v!r}")
+        else:
+            kw["target_accept"] = float(v)
+    if "noncentered" in fit:
+        nc = fit["noncentered"]
+        if isinstance(nc, bool):
+            kw["noncentered"] = FrozenMap({t: nc for t in term_names})
+        elif isinstance(nc, Mapping) and all(isinstance(v, bool) for v in nc.values()):
+            for k in nc:
+                if k not in term_names:
+                    problems.append(
+                        f"[fit] noncentered names {k!r}, which is not a group term"
+                        f"{_suggest(k, term_names)}; group terms are "
+                        f"{_choices(term_names) if term_names else 'none'}"
+                    )
+            kw["noncentered"] = FrozenMap(dict(nc))
+        else:
+            problems.append(
+                "[fit] noncentered must be true/false or a table such as { school = false }, "
+                f"not {nc!r}"
+            )
+    options = {}
+    for eng in ENGINES:
+        if eng in fit:
+            if not isinstance(fit[eng], Mapping):
+                problems.append(f"[fit.{eng}] must be a table of engine options, not {fit[eng]!r}")
+            else:
+                options[eng] = FrozenMap(dict(fit[eng]))
+    kw["engine_options"] = FrozenMap(options)
+
+    # -- [priors]
+    priors = table("priors")
+    problems += _unknown_keys(priors, tuple(DEFAULT_PRIORS), "[priors]")
+    merged = dict(DEFAULT_PRIORS)
+    for key, value in priors.items():
+        if key not in DEFAULT_PRIORS:
+            continue
+        if not _is_number(value) or not value > 0:
+            problems.append(f"[priors] {key} must be a positive number, not {value!r}")
+        else:
+            merged[key] = float(value)
+    kw["priors"] = FrozenMap(merged)
+
+    # -- [report], [[ladder]]
+    report = table("report")
+    kw["report"] = FrozenMap(dict(report))
+    if "ci_prob" in report:
+        v = report["ci_prob"]
+        if not _is_number(v) or not 0 < v < 1:
+            problems.append(f"[report] ci_prob must be a number between 0 and 1, not {v!r}")
+        else:
+            kw["ci_prob"] = float(v)
+    ladder = d.get("ladder", [])
+    if not isinstance(ladder, list) or not all(isinstance(x, Mapping) for x in ladder):
+        problems.append(f"[[ladder]] entries must be tables, not {ladder!r}")
+    else:
+        kw["ladder"] = tuple(FrozenMap(dict(x)) for x in ladder)
+
+    if problems:
+        _raise(problems, f"model specification{where_file}")
+    return ModelSpec(**kw)
+
+
+def _raise(problems: list[str], what: str) -> None:
+    n = len(problems)
+    body = "\n".join(f"  {i}. {p}" for i, p in enumerate(problems, 1))
+    raise SpecError(f"{what} ({n} problem{'s' if n != 1 else ''}):\n{body}")
+
+
+# --------------------------------------------------------------------------- against data
+def _list_some(values: Any, limit: int = 20) -> str:
+    values = list(values)
+    shown = ", ".join(repr(v) for v in values[:limit])
+    more = f", ... ({len(values) - limit} more)" if len(values) > limit else ""
+    return shown + more
+
+
+def check_spec_against_data(spec: ModelSpec, frame: Any) -> None:
+    """Check that the columns and levels ``spec`` names exist in ``frame``.
+
+    Checks the events and trials columns, the formula's columns, every group column, every
+    slope variable (and that it is in the formula) and every reference level. All problems
+    are collected and raised together.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    frame : pandas.DataFrame
+        Cells (or pupils) the model will be fitted to.
+
+    Raises
+    ------
+    SpecError
+        Naming each missing column or level and listing what exists.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> cells = pd.DataFrame({"sen": ["none", "ehcp"], "n_perm_excl": [1, 2],
+    ...                       "n_pupils": [10, 20]})
+    >>> check_spec_against_data(ModelSpec(formula="sen"), cells)
+    >>> check_spec_against_data(ModelSpec(formula="fsm"), cells)
+    Traceback (most recent call last):
+    ...
+    disparity.errors.SpecError: model specification does not match the data (1 problem):
+      1. formula column 'fsm' is not in the data; columns are 'sen', 'n_perm_excl', 'n_pupils'
+    """
+    columns = [str(c) for c in frame.columns]
+    have = set(columns)
+    problems: list[str] = []
+
+    def missing(col: str, role: str) -> None:
+        problems.append(
+            f"{role} column {col!r} is not in the data{_suggest(col, columns)}; "
+            f"columns are {_list_some(columns)}"
+        )
+
+    for role, col in (("events", spec.events), ("trials", spec.trials)):
+        if col not in have:
+            missing(col, role)
+    try:
+        variables = formula_variables(spec.formula)
+    except SpecError as exc:
+        problems.append(str(exc))
+        variables = ()
+    for col in variables:
+        if col not in have:
+            missing(col, "formula")
+    for entry in spec.groups:
+        for col in entry.split("/"):
+            if col not in have:
+                missing(col, f"group ({entry!r})")
+    for var in spec.slopes:
+        if var not in have:
+            missing(var, "slope")
+        elif var not in variables:
+            problems.append(
+                f"slope variable {var!r} is not in the formula {spec.formula!r}; add it as a "
+                "fixed effect (its varying effects are deviations from the fixed effect)"
+            )
+    for var, level in spec.reference.items():
+        if var not in have:
+            missing(var, "reference")
+            continue
+        levels = [str(v) for v in frame[var].dropna().unique()]
+        if str(level) not in levels:
+            try:
+                levels = sorted(levels, key=lambda s: (float(s), s))
+            except ValueError:
+                levels = sorted(levels)
+            problems.append(
+                f"reference level {level!r} of {var!r} is not in the data"
+                f"{_suggest(level, levels)}; levels are {_list_some(levels)}"
+            )
+    if problems:
+        _raise(problems, "model specification does not match the data")
+
+
