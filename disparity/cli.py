@@ -126,6 +126,23 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .runner import run_model
+
+    out = run_model(args.model, args.output, data=args.data, engine=args.engine,
+                    progress=not args.quiet)
+    print(f"wrote {out / 'report.html'} and {out / 'estimates.csv'}", file=sys.stderr)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .runner import rerender
+
+    report = rerender(args.run_dir)
+    print(f"wrote {report} and {report.with_suffix('.html')}", file=sys.stderr)
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -196,6 +213,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("-o", "--output", type=Path, required=True, help="run directory")
     p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("run", help="fit a model file and write estimates, figures and a report",
+                       description="Fit the model of a TOML model file, compute adjusted rate "
+                       "ratios, unit effects and the adjustment ladder, and write "
+                       "estimates.csv, figures, report.md, report.html and manifest.json.")
+    p.add_argument("model", type=Path, help="models/NAME.toml")
+    p.add_argument("-o", "--output", type=Path, required=True, help="run directory")
+    p.add_argument("--data", type=Path, default=None, help="override the model file's data path")
+    p.add_argument("--engine", choices=ENGINES, default=None)
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("report", help="re-render report.md/html of a run without refitting",
+                       description="Redraw the figures and rewrite report.md and report.html "
+                       "of a run directory from its saved files.")
+    p.add_argument("run_dir", type=Path, help="a directory written by `disparity run`")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 

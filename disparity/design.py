@@ -351,9 +351,11 @@ def build_design(spec: ModelSpec, cells: pd.DataFrame) -> Design:
             name = cols[depth]
             grouped = data.groupby(prefix, sort=True, observed=True)
             index = grouped.ngroup().to_numpy(dtype=np.int64)
-            keys = list(grouped.groups.keys())
+            # One row per level, in level-code order (codes follow the sorted keys).
+            first_rows = np.unique(index, return_index=True)[1]
             labels = tuple(
-                "/".join(str(v) for v in (k if isinstance(k, tuple) else (k,))) for k in keys
+                "/".join(str(v) for v in row)
+                for row in data[prefix].iloc[first_rows].itertuples(index=False, name=None)
             )
             if len(labels) < 2:
                 raise SpecError(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -239,11 +240,29 @@ def _summary(values: np.ndarray, point: np.ndarray | None, ci_prob: float,
     return np.asarray(est, float), np.asarray(se, float), low, high
 
 
-def _draws_and_point(fit: Fit, design: Design, n_draws: int,
-                     seed: int) -> tuple[Draws, Draws | None, bool]:
+def _draws_and_point(fit: Fit, design: Design, n_draws: int, seed: int, *,
+                     hold_unit_effects: bool = False) -> tuple[Draws, Draws | None, bool]:
+    """Draws and (frequentist fits) the point estimates as one draw.
+
+    ``hold_unit_effects``: for a frequentist fit, keep every unit's effect at its conditional
+    mode in all draws, so only the fixed effects vary. Population-averaged estimands use
+    this: drawing each of thousands of unit effects independently from ``N(mode, SD)`` adds
+    no information about an average over units but shifts it (the inverse link is convex
+    at low rates: ``E[expit(x + e)] > expit(x)``), which left plug-in estimates at the
+    edge of their own intervals. Bayesian draws are joint and are used as they are.
+    """
     bayesian = is_bayesian(fit)
     draws = parameter_draws(fit, design, n_draws=n_draws, seed=seed)
     point = None if bayesian else point_parameters(fit, design)
+    if hold_unit_effects and point is not None:
+        s = draws.coef.shape[0]
+        draws = replace(
+            draws,
+            group={k: np.repeat(point.group[k], s, axis=0) for k in draws.group},
+            slopes={k: np.repeat(point.slopes[k], s, axis=0) for k in draws.slopes},
+            notes=(*draws.notes, "unit effects held at their conditional modes; intervals "
+                                 "reflect the uncertainty of the fixed effects"),
+        )
     return draws, point, bayesian
 
 
@@ -385,7 +404,8 @@ def rate_ratios(
     prob = _ci(ci_prob, fit)
     levels, reference = _categorical(design, variable)
     codes = _codes(design, variable)
-    draws, point, bayesian = _draws_and_point(fit, design, n_draws, seed)
+    draws, point, bayesian = _draws_and_point(fit, design, n_draws, seed,
+                                              hold_unit_effects=True)
     trials = np.asarray(design.trials, dtype=np.float64)
     X_ref = counterfactual_X(design, variable, reference)
 
@@ -1046,8 +1066,7 @@ def event_shares(
     ev = cells[events].to_numpy(dtype=np.float64)
     tr = cells[trials].to_numpy(dtype=np.float64)
     term = _describe(where)
-    bayesian = is_bayesian(fit)
-    draws = parameter_draws(fit, design, n_draws=n_draws, seed=seed)
+    draws, _, bayesian = _draws_and_point(fit, design, n_draws, seed, hold_unit_effects=True)
     w = np.asarray(design.trials, dtype=np.float64)
     W = np.column_stack([w * mask_model, w])
     sums = _weighted_means(draws, design, design.X, W, group_effects, totals=True)

@@ -6,6 +6,9 @@ settings), the priors of the Bayesian engine and the settings of the report::
 
     [data]
     path = "cells.csv"            # CSV or Parquet, relative to the model file
+    kind = "cells"                # optional: dfe | pupils | cells (default: told from columns)
+    year = "2016/17"              # optional: keep one academic year
+    keep = { sen = ["none", "support"] }   # optional: keep only rows at these levels
     [model]
     family = "binomial"           # binomial | poisson | negative_binomial
     events = "n_perm_excl"
@@ -22,6 +25,11 @@ settings), the priors of the Bayesian engine and the settings of the report::
     group_sd = 1.0
     [report]
     ci_prob = 0.95
+
+A DfE open-data file is read with ``kind = "dfe"`` (or detected) and cut to cells with
+``by`` (the characteristic), ``unit`` (geographic unit), ``year`` and ``school_type``; a
+pupils file is collapsed to cells by the model's columns (or ``collapse_by``). See
+:func:`disparity.fitting.load_model_data`.
 
 Reading checks every key and value and raises one :class:`~disparity.errors.SpecError`
 listing every problem found, each naming the key, what was found and the valid choices
@@ -91,7 +99,18 @@ DEFAULT_PRIORS: Mapping[str, float] = FrozenMap(
 )
 
 _TOP_KEYS = ("name", "description", "data", "model", "fit", "priors", "report", "ladder")
-_DATA_KEYS = ("path",)
+_DATA_KEYS = ("path", "kind", "by", "unit", "year", "school_type", "collapse_by", "keep")
+#: Kinds of data a model file may name in ``[data] kind``.
+DATA_KINDS: tuple[str, ...] = ("dfe", "pupils", "cells")
+#: Geographic units of ``[data] unit`` (DfE files).
+DATA_UNITS: tuple[str, ...] = ("national", "region", "la", "school")
+#: ``[data]`` keys that apply to one kind only.
+_DATA_KEY_KINDS: Mapping[str, tuple[str, ...]] = {
+    "by": ("dfe",),
+    "unit": ("dfe",),
+    "school_type": ("dfe",),
+    "collapse_by": ("pupils",),
+}
 _MODEL_KEYS = ("family", "events", "trials", "formula", "groups", "slopes", "reference")
 _FIT_KEYS = (
     "engine",
@@ -116,7 +135,12 @@ class ModelSpec:
     source : Path or None
         The TOML file it came from.
     data_path : Path or None
-        Cells (or pupils) file, resolved relative to the model file.
+        Cells, pupils or DfE file, resolved relative to the model file.
+    data_options : mapping
+        The other ``[data]`` keys: ``kind`` (``"dfe"``, ``"pupils"`` or ``"cells"``; absent:
+        told from the file's columns), ``by``, ``unit``, ``school_type`` (DfE files),
+        ``year`` (keep one academic year), ``collapse_by`` (pupils: a tuple of columns) and
+        ``keep`` (``{column: tuple of levels}``: keep only rows at those levels).
     family : str
         ``"binomial"``, ``"poisson"`` or ``"negative_binomial"``.
     events : str
@@ -169,6 +193,7 @@ class ModelSpec:
     name: str = "model"
     source: Path | None = None
     data_path: Path | None = None
+    data_options: Mapping[str, Any] = field(default_factory=lambda: FrozenMap({}))
     family: str = "binomial"
     events: str = vocabulary.events_column(vocabulary.PERM_EXCL)
     trials: str = vocabulary.N_PUPILS
@@ -197,7 +222,7 @@ class ModelSpec:
         # Normalise containers so a spec made in Python is as immutable as one read from TOML.
         object.__setattr__(self, "groups", tuple(self.groups))
         object.__setattr__(self, "ladder", tuple(FrozenMap(x) for x in self.ladder))
-        for name in ("slopes", "reference", "noncentered", "report"):
+        for name in ("slopes", "reference", "noncentered", "report", "data_options"):
             object.__setattr__(self, name, FrozenMap(getattr(self, name)))
         object.__setattr__(self, "priors", FrozenMap({**DEFAULT_PRIORS, **self.priors}))
         object.__setattr__(
@@ -463,6 +488,9 @@ def spec_from_dict(
             if not dp.is_absolute() and base_dir is not None:
                 dp = Path(base_dir) / dp
             kw["data_path"] = Path(os.path.normpath(dp))
+    data_options, data_problems = _data_options(data)
+    problems += data_problems
+    kw["data_options"] = FrozenMap(data_options)
 
     # -- [model]
     model = table("model")
@@ -654,6 +682,80 @@ def spec_from_dict(
     if problems:
         _raise(problems, f"model specification{where_file}")
     return ModelSpec(**kw)
+
+
+def _data_options(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Check the ``[data]`` keys other than ``path``; return (options, problems)."""
+    options: dict[str, Any] = {}
+    problems: list[str] = []
+    kind = data.get("kind")
+    if kind is not None:
+        if kind not in DATA_KINDS:
+            problems.append(
+                f"[data] kind {kind!r} is not known{_suggest(kind, DATA_KINDS)}; valid kinds "
+                f"are {_choices(DATA_KINDS)} (leave it out to tell the kind from the columns)"
+            )
+            kind = None
+        else:
+            options["kind"] = kind
+    for key in ("by", "school_type"):
+        if key in data:
+            v = data[key]
+            if not isinstance(v, str) or not v.strip():
+                example = '"ethnicity"' if key == "by" else '"Total"'
+                problems.append(f"[data] {key} must be a string such as {example}, not {v!r}")
+            else:
+                options[key] = v.strip()
+    if "unit" in data:
+        v = data["unit"]
+        if v not in DATA_UNITS:
+            problems.append(
+                f"[data] unit {v!r} is not known{_suggest(str(v), DATA_UNITS)}; valid units "
+                f"are {_choices(DATA_UNITS)}"
+            )
+        else:
+            options["unit"] = v
+    if "year" in data:
+        v = data["year"]
+        if _is_int(v):
+            v = str(v)
+        if not isinstance(v, str) or not v.strip():
+            problems.append(f"[data] year must be an academic year such as \"2016/17\", not {v!r}")
+        else:
+            options["year"] = v.strip()
+    if "collapse_by" in data:
+        v = data["collapse_by"]
+        if (not isinstance(v, list) or not v
+                or not all(isinstance(x, str) and x.strip() for x in v)):
+            problems.append(
+                "[data] collapse_by must be a non-empty list of column names such as "
+                f"[\"ethnicity\", \"sen\", \"la\", \"school\"], not {v!r}"
+            )
+        elif len(set(v)) != len(v):
+            problems.append(f"[data] collapse_by names a column more than once: {v!r}")
+        else:
+            options["collapse_by"] = tuple(x.strip() for x in v)
+    if "keep" in data:
+        v = data["keep"]
+        if (not isinstance(v, Mapping) or not v or not all(
+                isinstance(levels, list) and levels
+                and all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in levels)
+                for levels in v.values())):
+            problems.append(
+                "[data] keep must be a table of non-empty lists of levels, such as "
+                f"{{ ethnicity = [\"White British\", \"Black Caribbean\"] }}, not {v!r}"
+            )
+        else:
+            options["keep"] = FrozenMap(
+                {str(col): tuple(str(x) for x in levels) for col, levels in v.items()})
+    if kind is not None:
+        for key, kinds in _DATA_KEY_KINDS.items():
+            if key in data and kind not in kinds:
+                problems.append(
+                    f"[data] {key} applies to kind {' or '.join(map(repr, kinds))} only, but "
+                    f"kind is {kind!r}; remove {key} or change kind"
+                )
+    return options, problems
 
 
 def _raise(problems: list[str], what: str) -> None:

@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import warnings
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from disparity.engines.base import ESTIMATE_COLUMNS
-from disparity.errors import SpecError
-from disparity.fitting import fit_model, write_run
+from disparity.errors import DataWarning, SpecError
+from disparity.fitting import fit_model, load_model_data, write_run
+from disparity.simulate import simulate_pupils
 from disparity.spec import ModelSpec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,12 +126,6 @@ def test_write_run_drops_an_unpicklable_raw_object_and_says_so(cbpp_glm, tmp_pat
 
 
 # --------------------------------------------------------------------------- [data] kinds
-import warnings  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
-
-from disparity.errors import DataWarning  # noqa: E402
-from disparity.fitting import load_model_data  # noqa: E402
-from disparity.simulate import simulate_pupils  # noqa: E402
 
 DFE_LA = ROOT / "data" / "dfe" / "exclusions_by_characteristic_la_national.csv.gz"
 
@@ -312,3 +309,34 @@ def test_cells_are_used_as_read_without_warnings():
     raw = pd.read_csv(ROOT / "data" / "cbpp.csv")
     assert loaded.kind == "cells" and loaded.notes == ()
     pd.testing.assert_frame_equal(loaded.frame, raw, check_dtype=False)
+
+
+def test_keep_levels_counts_what_it_leaves_out(tmp_path):
+    spec = load_spec(CBPP_MODEL).replace(data_options={"keep": {"period": ("1", "2")}})
+    loaded = load_model_data(spec)
+    raw = pd.read_csv(ROOT / "data" / "cbpp.csv")
+    # Oracle: cbpp has 56 herd-period rows, 14 in period 3 and 13 in period 4 (data/cbpp.csv
+    # counted with pandas); their herd sizes are left out.
+    left = raw[raw["period"].isin([3, 4])]
+    assert len(loaded.frame) == len(raw) - len(left) and set(loaded.frame["period"]) == {1, 2}
+    assert (f"left out {len(left)} of {len(raw)} cells ({left['size'].sum():,} of "
+            f"{raw['size'].sum():,} size)") in loaded.notes[0]
+    with pytest.raises(SpecError, match=r"level\(s\) \['9'\] of 'period' are not in the data"):
+        load_model_data(spec.replace(data_options={"keep": {"period": ("1", "9")}}))
+
+
+def test_keep_applies_before_dfe_suppression_is_counted(tmp_path):
+    spec = load_spec(_model_file(
+        tmp_path, DFE_OPTIONS + 'by = "ethnicity"\nkeep = { ethnicity = ["White British", '
+        '"Black Caribbean"] }',
+        'family = "binomial"\nevents = "n_perm_excl"\ntrials = "n_pupils"\n'
+        'formula = "ethnicity"'))
+    rows = _dfe_raw_rows("Ethnicity")
+    rows = rows[rows["characteristic"].isin(["Ethnicity Minor White British",
+                                             "Ethnicity Minor Black Caribbean"])]
+    suppressed = (rows["perm_excl"] == "x") | (rows["headcount"] == "x")
+    with pytest.warns(DataWarning) as record:
+        loaded = load_model_data(spec)
+    assert loaded.n_dropped_cells == int(suppressed.sum())
+    assert len(loaded.frame) == len(rows) - int(suppressed.sum())
+    assert "no events left" not in str(record[0].message)

@@ -273,3 +273,97 @@ def test_spec_against_data_collects_every_problem():
     assert "slope variable 'ethnicity' is not in the formula" in message
     assert "reference column 'sex'" in message
     assert "4 problems" in message
+
+
+# --------------------------------------------------------------------------- [data] options
+DFE_DATA = """
+[data]
+path = "../data/dfe/exclusions_by_characteristic_la_national.csv.gz"
+kind = "dfe"
+by = "ethnicity"
+unit = "la"
+year = "2016/17"
+school_type = "Total"
+
+[model]
+family = "binomial"
+events = "n_perm_excl"
+trials = "n_pupils"
+formula = "ethnicity"
+"""
+
+
+def test_data_table_reads_every_dfe_key(tmp_path):
+    spec = load_spec(write(tmp_path, DFE_DATA))
+    assert dict(spec.data_options) == {"kind": "dfe", "by": "ethnicity", "unit": "la",
+                                       "year": "2016/17", "school_type": "Total"}
+    assert spec.data_path == (tmp_path.parent / "data" / "dfe"
+                              / "exclusions_by_characteristic_la_national.csv.gz")
+    with pytest.raises(TypeError):
+        spec.data_options["kind"] = "cells"  # frozen like every other table
+
+
+def test_data_table_pupils_keys_and_integer_year():
+    spec = spec_from_dict({"data": {"path": "p.parquet", "kind": "pupils", "year": 201617,
+                                    "collapse_by": ["sen", "la"]},
+                           "model": {"family": "binomial", "events": "n_perm_excl",
+                                     "formula": "sen"}})
+    assert spec.data_options["collapse_by"] == ("sen", "la")
+    assert spec.data_options["year"] == "201617"
+
+
+def test_data_table_without_options_is_unchanged():
+    spec = spec_from_dict({"data": {"path": "cells.csv"}, "model": {
+        "family": "binomial", "events": "n_perm_excl", "formula": "sen"}})
+    assert dict(spec.data_options) == {}
+
+
+def test_unknown_data_key_names_the_nearest_valid_key(tmp_path):
+    text = DFE_DATA.replace('year = "2016/17"', 'yaer = "2016/17"')
+    with pytest.raises(SpecError) as info:
+        load_spec(write(tmp_path, text))
+    assert "unknown key 'yaer' in [data] (did you mean 'year'?)" in str(info.value)
+    assert "'collapse_by'" in str(info.value)  # the valid keys are listed
+
+
+def test_bad_data_values_are_all_listed():
+    d = {"data": {"kind": "pupil", "unit": "county", "by": 3, "collapse_by": "sen"},
+         "model": {"family": "binomial", "events": "n_perm_excl", "formula": "sen"}}
+    with pytest.raises(SpecError) as info:
+        spec_from_dict(d)
+    message = str(info.value)
+    assert "[data] kind 'pupil' is not known (did you mean 'pupils'?)" in message
+    assert "'dfe', 'pupils', 'cells'" in message
+    assert "[data] unit 'county' is not known" in message and "'la'" in message
+    assert "[data] by must be a string" in message
+    assert "[data] collapse_by must be a non-empty list" in message
+    assert "4 problems" in message
+
+
+def test_data_keys_of_another_kind_are_refused():
+    d = {"data": {"kind": "pupils", "by": "ethnicity", "unit": "la"},
+         "model": {"family": "binomial", "events": "n_perm_excl", "formula": "sen"}}
+    with pytest.raises(SpecError) as info:
+        spec_from_dict(d)
+    message = str(info.value)
+    assert "[data] by applies to kind 'dfe' only, but kind is 'pupils'" in message
+    assert "[data] unit applies to kind 'dfe' only" in message
+    d["data"] = {"kind": "dfe", "collapse_by": ["sen"]}
+    with pytest.raises(SpecError, match="collapse_by applies to kind 'pupils' only"):
+        spec_from_dict(d)
+
+
+def test_shipped_model_files_load():
+    for path in sorted((ROOT / "models").glob("*.toml")):
+        spec = load_spec(path)
+        assert spec.description, path  # each says what it is
+        assert spec.data_path is not None and spec.data_path.is_file(), path
+
+
+def test_data_keep_table_is_read_and_checked():
+    base = {"model": {"family": "binomial", "events": "n_perm_excl", "formula": "sen"}}
+    spec = spec_from_dict({**base, "data": {"keep": {"sen": ["none", "ehcp"], "year": [2016]}}})
+    assert spec.data_options["keep"] == {"sen": ("none", "ehcp"), "year": ("2016",)}
+    for bad in ({"sen": "none"}, {"sen": []}, ["sen"]):
+        with pytest.raises(SpecError, match="keep must be a table of non-empty lists"):
+            spec_from_dict({**base, "data": {"keep": bad}})

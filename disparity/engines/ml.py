@@ -74,7 +74,10 @@ from disparity.errors import ConvergenceWarning, FitError, SpecError
 
 #: Defaults of the ``[fit.ml]`` options. ``delta_rel_conv`` is far tighter than GPBoost's
 #: own default (1e-6), which stopped a national-scale fit (8M pupils) with an LA SD of 0.70
-#: against a true 0.25.
+#: against a true 0.25. ``num_threads`` is 1: on a busy 2-core machine GPBoost's default
+#: (all cores) ran 30-40 times slower than one thread, and one thread makes the arithmetic,
+#: and so ``estimates.csv``, the same from run to run. Set it higher for national data on
+#: an idle many-core machine.
 DEFAULT_OPTIONS: dict[str, Any] = {
     "delta_rel_conv": 1e-10,
     "maxit": 1000,
@@ -82,7 +85,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "max_num_restarts_lbfgs": 2,
     "cold_restart_lbfgs": False,
     "matrix_inversion_method": "cholesky",
-    "num_threads": None,
+    "num_threads": 1,
     "se_method": "auto",
     "check_gradient": "auto",
     "gradient_tol": 0.01,

@@ -1,0 +1,651 @@
+"""Render a run folder's saved files into figures, ``report.md`` and ``report.html``.
+
+Everything comes from the files :func:`disparity.runner.run_model` saved
+(``estimates.csv``, ``unit_effects.csv``, ``cells_summary.csv``, ``diagnostics.json``), so a
+report can be redrawn without refitting and gives the same bytes each time. Counts pass
+through disclosure control (:func:`~disparity.report.suppress.suppress_table`) before they
+are formatted. ``report.md`` links the PNG figures in ``figures/``; ``report.html`` embeds
+them as base64 data URIs and stands alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ReadError
+from . import document as doc
+from .tables import (format_count, format_estimate, format_probability, format_ratio)
+
+__all__ = ["render_report", "load_run"]
+
+_TEXT = ("estimand", "term", "engine", "variable", "level", "reference", "group_effects",
+         "standard", "step_label", "formula", "groups", "method", "note", "group_term", "unit",
+         "margin", "by", "year")
+FIGURES = "figures"
+
+
+# --------------------------------------------------------------------------- reading
+def _read(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise ReadError(f"{path.name} not found in {str(path.parent)!r}: not a run folder "
+                        "written by `disparity run` (or the file was removed); run the model again")
+    head = pd.read_csv(path, nrows=0)
+    dtype = {c: str for c in head.columns if c in _TEXT}
+    return pd.read_csv(path, dtype=dtype, keep_default_na=False, na_values=[""])\
+        .fillna({c: "" for c in dtype})
+
+
+def load_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The saved files of a run folder: ``estimates``, ``units``, ``cells``, ``diagnostics``."""
+    run_dir = Path(run_dir)
+    diag_path = run_dir / "diagnostics.json"
+    if not diag_path.is_file():
+        raise ReadError(f"diagnostics.json not found in {str(run_dir)!r}: not a run folder "
+                        "written by `disparity run`; give the folder passed to -o")
+    diagnostics = json.loads(diag_path.read_text(encoding="utf-8"))
+    if "run" not in diagnostics:
+        raise ReadError(f"{str(diag_path)!r} was written by `disparity fit`, not `disparity "
+                        "run`; a report needs `disparity run MODEL.toml -o DIR`")
+    return {
+        "estimates": _read(run_dir / "estimates.csv"),
+        "units": _read(run_dir / "unit_effects.csv"),
+        "cells": _read(run_dir / "cells_summary.csv"),
+        "diagnostics": diagnostics,
+    }
+
+
+# --------------------------------------------------------------------------- words
+class _Words:
+    """The vocabulary of one run: ratio names, rates, interval probability."""
+
+    def __init__(self, run: Mapping[str, Any]) -> None:
+        spec = run["spec"]
+        self.binomial = spec["family"] == "binomial"
+        self.ratio = "risk ratio" if self.binomial else "rate ratio"
+        self.rate = "risk" if self.binomial else "rate"
+        self.odds = "odds ratio" if self.binomial else "rate ratio"
+        self.ci = f"{run['report']['ci_prob'] * 100:g}%"
+        self.events = spec["events"]
+        self.trials = spec["trials"]
+        #: what a trial is: pupils for the package's own data, "trials" otherwise
+        self.unit = "pupils" if self.trials == "n_pupils" else "trials"
+        self.pupil = "pupil" if self.trials == "n_pupils" else "trial"
+        #: rates per 100, or per 1,000 for rare events (permanent exclusion: about 0.1%)
+        overall = spec["n_events"] / spec["n_pupils"] if spec["n_pupils"] else 0.0
+        self.per = 1000 if overall < 0.01 else 100
+        self.per_text = f"{self.per:,}"
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+#: How the package's own column names read in headings and table headers.
+_LABELS = {"sen": "SEN", "fsm": "FSM", "cin": "CIN", "la": "LA", "nc_year": "NC year"}
+
+
+def _noun(name: str) -> str:
+    """A column name inside a sentence: ``LA``, ``SEN``, ``school``."""
+    return _LABELS.get(name, name.replace("_", " "))
+
+
+def _plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"
+
+
+def _label(name: str) -> str:
+    """A column name as a heading: known abbreviations in capitals, else capitalised."""
+    return _LABELS.get(name, _cap(name.replace("_", " ")))
+
+
+def _join(items: list[str]) -> str:
+    items = [str(i) for i in items]
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+# --------------------------------------------------------------------------- figures
+def _figure(fig: Any, run_dir: Path, name: str) -> str:
+    from .plots import save_figure
+
+    save_figure(fig, run_dir / FIGURES / name)
+    return f"{FIGURES}/{name}.png"
+
+
+def _forest(run_dir: Path, est: pd.DataFrame, variable: str, reference: str, w: _Words) -> str:
+    from .plots import forest_plot
+
+    adjusted = est[(est.estimand == "rate_ratio") & (est.variable == variable)
+                   & (est.group_effects != "")]
+    crude = est[(est.estimand == "crude_rate_ratio") & (est.variable == variable)]
+    crude = crude[np.isfinite(crude.estimate) & (crude.estimate > 0)
+                  & (crude.conf_low > 0)]
+    fig = forest_plot(adjusted, label="level", crude=crude,
+                      title=f"Adjusted and crude {w.ratio}s by {_noun(variable)} "
+                            f"(reference: {reference})",
+                      xlabel=_cap(w.ratio))
+    if len(crude):  # legend beside the axes, clear of the bottom row
+        fig.axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    _ratio_ticks(fig.axes[0].xaxis, *fig.axes[0].get_xlim())
+    return _figure(fig, run_dir, f"forest_{variable}")
+
+
+def _ratio_ticks(axis: Any, low: float, high: float) -> None:
+    """Ratio ticks inside the axis: halvings and doublings where three or more fit, finer
+    steps (0.8, 1.25, 1.5, 2.5, 3...) over narrower ranges."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    fine = [0.25, 0.33, 0.5, 0.67, 0.75, 0.8, 1, 1.25, 1.5, 2, 2.5, 3, 4]
+    coarse = [2.0 ** k for k in range(-10, 11)]
+    ticks = [t for t in coarse if low <= t <= high]
+    if len(ticks) < 3:
+        ticks = [t for t in fine if low <= t <= high]
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}" if v >= 1 else f"{v:.2g}"))
+    axis.set_minor_locator(NullLocator())
+
+
+def _funnel(run_dir: Path, units: pd.DataFrame, term: str, w: _Words,
+            min_pupils: int) -> tuple[str, str] | None:
+    from .funnel import funnel_proportions, funnel_ratios
+    from .plots import funnel_plot
+
+    units = units[units.n_pupils >= min_pupils].rename(columns={"level": "unit"})
+    if len(units) < 3:
+        return None
+    if w.binomial and (units.n_events <= units.n_pupils).all():
+        f = funnel_proportions(units, unit="unit")
+        ylabel = f"Observed {w.rate} (events per {w.pupil}, %)"
+    else:
+        overall = units.n_events.sum() / units.n_pupils.sum()
+        f = funnel_ratios(units.assign(expected=units.n_pupils * overall), unit="unit")
+        ylabel = "Observed / expected events"
+    fig = funnel_plot(f.units, f.limits(), target=f.target, xlabel=f"{_cap(w.unit)} (log scale)"
+                      if f.kind == "proportion" else "Expected events (log scale)",
+                      ylabel=ylabel, title=f"Observed {w.rate} by {_noun(term)}, with 95% and "
+                      "99.8% limits adjusted for overdispersion")
+    from matplotlib.ticker import PercentFormatter
+
+    size = f.units[f.size_column]
+    _plain_ticks(fig.axes[0].xaxis, float(size.min()), float(size.max()))
+    if f.kind == "proportion":
+        fig.axes[0].yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=None))
+    else:  # the lower Poisson limits fall to 0 for small units: keep the axis on the units
+        values = f.units["ratio"][f.units["ratio"] > 0]
+        low, high = float(values.min()) / 1.5, float(values.max()) * 1.5
+        fig.axes[0].set_ylim(low, high)
+        _ratio_ticks(fig.axes[0].yaxis, low, high)
+    n_out = int(f.units["outside_998"].sum())
+    caption = (f"Crude {w.rate}s of {_plural(len(units), _noun(term) + ' unit')} with at least "
+               f"{min_pupils} {w.unit} "
+               f"against their size. Overdispersion factor phi = {f.phi:.2f}"
+               + (f"; limits widened by sqrt(phi) = {np.sqrt(f.phi):.2f}" if f.phi > 1 else "")
+               + f". {_plural(n_out, 'unit lies', 'units lie')} outside the adjusted 99.8% limits. "
+               "Crude rates do not "
+               "allow for the pupils' characteristics; see the model's unit effects.")
+    return _figure(fig, run_dir, f"funnel_{term}"), caption
+
+
+def _plain_ticks(axis: Any, low: float, high: float) -> None:
+    """Log-axis ticks at 1, 2, 5 x 10^k (1 x 10^k over wide ranges), as plain numbers."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    subs = (1.0,) if high / max(low, 1e-12) > 1e3 else (1.0, 2.0, 5.0)
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _caterpillar(run_dir: Path, units: pd.DataFrame, term: str, w: _Words) -> str:
+    from .plots import caterpillar_plot
+
+    frame = units[(units.estimand == "unit_ratio") & (units.group_term == term)]
+    fig = caterpillar_plot(frame, label="unit", title=f"Unit effects: {_noun(term)}",
+                           value_label=f"{_cap(w.odds)} relative to an average {_noun(term)}")
+    return _figure(fig, run_dir, f"caterpillar_{term}")
+
+
+def _trend(run_dir: Path, cells: pd.DataFrame, variable: str, w: _Words) -> str:
+    from .plots import trend_plot
+
+    t = cells[(cells.margin == "trend") & (cells.by == variable) & (cells.n_pupils > 0)]
+    t = t.assign(rate=w.per * t.n_events / t.n_pupils)
+    fig = trend_plot(t, x="year", y="rate", group="level",
+                     title=f"Observed {w.rate} by {_noun(variable)} and year",
+                     ylabel=f"Events per {w.per_text} {w.unit}")
+    return _figure(fig, run_dir, f"trend_{variable}")
+
+
+# --------------------------------------------------------------------------- sections
+def _ratio_table(est: pd.DataFrame, variable: str, info: Mapping[str, Any],
+                 w: _Words) -> doc.Table:
+    pick = est[est.variable == variable]
+    adjusted = pick.group_effects != ""
+    # (column, rows of the estimand, scale): the model's own exp(coefficient) rows are the
+    # ones without group effects (for count families they are also called rate_ratio)
+    columns = (
+        ("crude", pick[pick.estimand == "crude_rate_ratio"], 1),
+        ("adjusted", pick[(pick.estimand == "rate_ratio") & adjusted], 1),
+        ("difference", pick[(pick.estimand == "rate_difference") & adjusted], w.per),
+        ("coef", pick[pick.estimand.isin(["odds_ratio", "rate_ratio"]) & ~adjusted], 1),
+    )
+    rows = []
+    for level in info["levels"]:
+        if level == info["reference"]:
+            rows.append({"level": f"{level} (reference)", "crude": "1", "adjusted": "1",
+                         "difference": "0", "coef": "1"})
+            continue
+        row = {"level": level}
+        for key, table, scale in columns:
+            r = table[table.level == level]
+            row[key] = ("x" if not len(r) else format_estimate(
+                r.estimate.iloc[0], r.conf_low.iloc[0], r.conf_high.iloc[0], scale=scale))
+        rows.append(row)
+    labels = {"level": _label(variable), "crude": f"Crude {w.ratio}",
+              "adjusted": f"Adjusted {w.ratio}",
+              "difference": f"Adjusted {w.rate} difference per {w.per_text}",
+              "coef": f"{_cap(w.odds)} (model coefficient)"}
+    align = {k: "right" for k in labels if k != "level"}
+    return doc.Table(pd.DataFrame(rows), labels=labels, align=align,
+                     caption=f"{_cap(w.ratio)}s by {_noun(variable)} ({w.ci} intervals)")
+
+
+def _results(run_dir: Path, saved: Mapping[str, Any], w: _Words) -> list[doc.Block]:
+    est = saved["estimates"]
+    run = saved["diagnostics"]["run"]
+    report = run["report"]
+    blocks: list[doc.Block] = [doc.Heading(f"Adjusted {w.ratio}s")]
+    ge = {"observed": "with every unit at its estimated effect (observed group effects)",
+          "conditional": "at a typical unit (group effects set to zero)",
+          "integrated": "averaged over the distribution of unit effects (a new unit)"}
+    blocks.append(doc.Paragraph(
+        f"Adjusted {w.ratio}s are standardised over "
+        + (f"all {w.unit}" if report["standard"] == "all" else f"each level's own {w.unit}")
+        + f", {ge[report['group_effects']]}; crude {w.ratio}s compare the observed {w.rate}s. "
+        "A ratio of 1 means no difference from the reference level; "
+        + f"the {w.rate} difference is per {w.per_text} {w.unit}."))
+    for info in run["spec"]["variables"]:
+        variable = info["name"]
+        blocks.append(doc.Heading(_label(variable), 3))
+        blocks.append(_ratio_table(est, variable, info, w))
+        notes = est[(est.variable == variable) & (est.estimand == "rate_ratio")
+                    & (est.note != "") & (est.group_effects != "")]
+        if len(notes):
+            blocks.append(doc.Paragraph(
+                f"The {w.odds}s overstate the adjusted {w.ratio}s of {variable} "
+                f"{_join(list(notes.level))} (events are common): read the {w.ratio}s."))
+        blocks.append(doc.Figure(_forest(run_dir, est, variable, info["reference"], w),
+                                 alt=f"Forest plot of {w.ratio}s by {_noun(variable)}",
+                                 caption=f"Filled circles: adjusted; open squares: crude "
+                                         f"({w.ci} intervals, log scale)."))
+    return blocks
+
+
+def _variation(run_dir: Path, saved: Mapping[str, Any], w: _Words,
+               min_pupils: int) -> list[doc.Block]:
+    est, units, cells = saved["estimates"], saved["units"], saved["cells"]
+    run = saved["diagnostics"]["run"]
+    terms = [g["name"] for g in run["spec"]["group_terms"]]
+    if not terms:
+        return []
+    blocks: list[doc.Block] = [doc.Heading("Variation between units")]
+    sd = est[est.estimand.isin(["group_sd", "slope_sd", "icc", "median_odds_ratio",
+                                "median_rate_ratio", "dispersion"])]
+    if (sd.estimand == "group_sd").sum() < 2:  # "total" repeats the single term
+        sd = sd[sd.term != "total"]
+    if len(sd):
+        names = {"group_sd": "SD of unit effects (link scale)", "slope_sd": "SD of slopes",
+                 "icc": "Intraclass correlation (latent scale)",
+                 "median_odds_ratio": "Median odds ratio", "median_rate_ratio": "Median rate ratio",
+                 "dispersion": "Negative-binomial shape (variance mu + mu^2 / shape)"}
+        table = pd.DataFrame({
+            "quantity": [names[e] for e in sd.estimand],
+            "term": list(sd.term),
+            "estimate": [format_estimate(a, b, c, digits=3)
+                         for a, b, c in zip(sd.estimate, sd.conf_low, sd.conf_high)],
+        })
+        blocks.append(doc.Table(table, labels={"quantity": "Quantity", "term": "Term",
+                                               "estimate": f"Estimate ({w.ci} interval)"},
+                                align={"estimate": "right"},
+                                caption="Between-unit variation"))
+        blocks.append(doc.Paragraph(
+            "The median odds (rate) ratio is the median ratio between the rates of two "
+            "otherwise identical pupils in two randomly chosen units (Larsen and Merlo 2005); "
+            "the ICC is the share of the latent-scale variance between units."))
+    for note in run["notes"]:
+        blocks.append(doc.Paragraph(note))
+    for term in terms:
+        blocks.append(doc.Heading(f"Units: {_noun(term)}", 3))
+        funnel = _funnel(run_dir, cells[(cells.margin == "unit") & (cells.by == term)], term,
+                         w, min_pupils)
+        if funnel is not None:
+            blocks.append(doc.Figure(funnel[0], alt=f"Funnel plot of {_noun(term)} rates",
+                                     caption=funnel[1]))
+        mine = units[(units.estimand == "unit_ratio") & (units.group_term == term)]
+        if not len(mine):
+            continue
+        blocks.append(doc.Figure(_caterpillar(run_dir, units, term, w),
+                                 alt=f"Caterpillar plot of {_noun(term)} effects",
+                                 caption=f"Shrunken {_noun(term)} effects with {w.ci} "
+                                 "intervals, ranked."))
+        flagged = mine[mine.flag_fdr.astype(str) == "True"]
+        threshold = float(mine.threshold.iloc[0])
+        fdr = float(mine.fdr.iloc[0])
+        top = mine.sort_values(["prob_exceeds", "estimate", "unit"],
+                               ascending=[False, False, True], kind="mergesort").head(10)
+        table = pd.DataFrame({
+            "unit": list(top.unit),
+            "ratio": [format_estimate(a, b, c) for a, b, c in
+                      zip(top.estimate, top.conf_low, top.conf_high)],
+            "prob": [format_probability(p) for p in top.prob_exceeds],
+            "flag": ["yes" if str(f) == "True" else "no" for f in top.flag_fdr],
+        })
+        blocks.append(doc.Table(table, labels={
+            "unit": _label(term), "ratio": f"{_cap(w.odds)} ({w.ci} interval)",
+            "prob": f"P(ratio > {threshold:g})", "flag": f"Flagged (FDR {fdr:g})"},
+            align={"ratio": "right", "prob": "right", "flag": "center"},
+            caption=f"The {_plural(len(top), _noun(term) + ' unit')} most likely to exceed "
+                    f"{threshold:g}"))
+        blocks.append(doc.Paragraph(
+            f"{len(flagged):,} of {_plural(len(mine), _noun(term) + ' unit')} flagged: "
+            f"{'its' if len(flagged) == 1 else 'their'} {w.odds} relative to an average "
+            f"{_noun(term)} with the same {w.unit} exceeds {threshold:g} at a false "
+            f"discovery rate of {fdr:g}. Effects are shrunk towards the average, most for "
+            "small units, so flags are conservative there."))
+    return blocks
+
+
+def _slopes(saved: Mapping[str, Any], w: _Words) -> list[doc.Block]:
+    units = saved["units"]
+    mine = units[units.estimand == "unit_marginal_rate_ratio"]
+    if not len(mine):
+        mine = units[units.estimand.isin(["unit_odds_ratio", "unit_rate_ratio"])]
+    if not len(mine):
+        return []
+    rows = []
+    for (term, variable, level), part in mine.groupby(["group_term", "variable", "level"],
+                                                      sort=False):
+        rows.append({"level": f"{_noun(variable)}: {level}", "units": str(len(part)),
+                     "median": format_ratio(part.estimate.median()),
+                     "range": f"{format_ratio(part.estimate.min())} to "
+                              f"{format_ratio(part.estimate.max())}",
+                     "above": str(int((part.conf_low > 1).sum())),
+                     "below": str(int((part.conf_high < 1).sum())), "term": _noun(term)})
+    table = pd.DataFrame(rows)
+    return [doc.Heading("Unit-specific ratios"), doc.Table(
+        table, columns=("level", "term", "units", "median", "range", "above", "below"),
+        labels={"level": "Level", "term": "Unit", "units": "Units", "median": "Median",
+                "range": "Lowest to highest", "above": "Interval above 1",
+                "below": "Interval below 1"},
+        align={k: "right" for k in ("units", "median", "range", "above", "below")},
+        caption=f"Unit-specific {w.ratio}s (varying slopes), summarised over units")]
+
+
+def _ladder(saved: Mapping[str, Any], w: _Words) -> list[doc.Block]:
+    from ..estimands import MEDIATOR_NOTE
+
+    est = saved["estimates"]
+    lad = est[est.estimand == "ladder_rate_ratio"]
+    if not len(lad):
+        return []
+    steps = list(dict.fromkeys(lad.step_label))
+    wide = {}
+    for r in lad.itertuples():
+        wide.setdefault(r.level, {"level": r.level})[r.step_label] = format_estimate(
+            r.estimate, r.conf_low, r.conf_high)
+    table = pd.DataFrame(list(wide.values())).reindex(columns=["level", *steps])
+    described = list(dict.fromkeys(
+        f"{s}: `{f}`" + (f" with groups {g}" if g else " (no groups)")
+        for s, f, g in zip(lad.step_label, lad.formula, lad.groups)))
+    return [doc.Heading("Adjustment ladder"),
+            doc.Paragraph(f"Adjusted {w.ratio}s of {lad.variable.iloc[0]} as characteristics "
+                          "and units are added, one model per step:"),
+            doc.Bullets(tuple(described)),
+            doc.Table(table, labels={"level": _label(lad.variable.iloc[0])},
+                      align={s: "right" for s in steps},
+                      caption=f"{_cap(w.ratio)}s by step ({w.ci} intervals)"),
+            doc.Paragraph("Note: " + MEDIATOR_NOTE + ".")]
+
+
+def _count_table(frame: pd.DataFrame, key: str, label: str, rules: Any,
+                 w: _Words) -> doc.Table | doc.Paragraph:
+    from .suppress import suppress_table
+
+    t = frame[["level", "n_pupils", "n_events"]].rename(columns={"level": key})
+    total = pd.DataFrame({key: ["Total"], "n_pupils": [t.n_pupils.sum()],
+                          "n_events": [t.n_events.sum()]})
+    if (t.n_events > t.n_pupils).any():  # counts of repeated events (suspensions)
+        return doc.Paragraph(
+            f"The table of observed events by {label if label.isupper() else label.lower()} "
+            f"is not shown: some rows have more events than {w.unit}, which the disclosure "
+            "control of this package does not yet handle.")
+    out = suppress_table(pd.concat([t, total], ignore_index=True), rows=key,
+                         n_pupils="n_pupils", n_events="n_events", rate="rate", per=w.per,
+                         rules=rules)
+    p = out.published
+    shown = pd.DataFrame({
+        key: list(p[key]),
+        "n_pupils": [format_count(v, s) for v, s in zip(p.n_pupils, p.n_pupils_symbol)],
+        "n_events": [format_count(v, s) for v, s in zip(p.n_events, p.n_events_symbol)],
+        "rate": [s if s else f"{float(v):.2f}" for v, s in zip(p.rate, p.rate_symbol)],
+    })
+    return doc.Table(shown, labels={key: label, "n_pupils": _cap(w.unit),
+                                    "n_events": "Events", "rate": f"Per {w.per_text} {w.unit}"},
+                     align={"n_pupils": "right", "n_events": "right", "rate": "right"},
+                     caption=f"Observed events (`{w.events}`) and {w.unit} (`{w.trials}`) by "
+                             f"{label if label.isupper() else label.lower()}",
+                     note=out.note)
+
+
+def _counts(saved: Mapping[str, Any], w: _Words, rules: Any,
+            max_units: int = 200) -> list[doc.Block]:
+    cells = saved["cells"]
+    run = saved["diagnostics"]["run"]
+    blocks: list[doc.Block] = [doc.Heading("Observed counts"), doc.Paragraph(
+        "Counts below are published after disclosure control (primary and secondary "
+        f"suppression: fewer than {rules.min_pupils} {w.unit} or 1 to "
+        f"{rules.min_events - 1} events are hidden, and so is any count that would reveal "
+        "them).")]
+    for variable in (v["name"] for v in run["spec"]["variables"]):
+        part = cells[(cells.margin == "variable") & (cells.by == variable)]
+        blocks.append(_count_table(part, variable, _label(variable), rules, w))
+    for g in run["spec"]["group_terms"]:
+        part = cells[(cells.margin == "unit") & (cells.by == g["name"])]
+        if g["parent"] is None and 0 < len(part) <= max_units:
+            blocks.append(_count_table(part, g["name"], _label(g["name"]), rules, w))
+    return blocks
+
+
+def _trend_blocks(run_dir: Path, saved: Mapping[str, Any], w: _Words) -> list[doc.Block]:
+    cells = saved["cells"]
+    trend = cells[cells.margin == "trend"]
+    if trend.year.nunique() < 2:
+        return []
+    variables = [v["name"] for v in saved["diagnostics"]["run"]["spec"]["variables"]
+                 if (trend.by == v["name"]).any()]
+    if not variables:
+        return []
+    variable = "ethnicity" if "ethnicity" in variables else variables[0]
+    return [doc.Heading("Trend"),
+            doc.Figure(_trend(run_dir, cells, variable, w), alt=f"Trend by {_noun(variable)}",
+                       caption=f"Observed events per {w.per_text} {w.unit} by year "
+                               "(crude).")]
+
+
+def _methods(run: Mapping[str, Any], w: _Words) -> list[doc.Block]:
+    spec, report = run["spec"], run["report"]
+    family = {"binomial": "binomial", "poisson": "Poisson",
+              "negative_binomial": "negative binomial"}[spec["family"]]
+    refs = _join([f"{v['name']} = {v['reference']}" for v in spec["variables"]])
+    groups = [g["name"] + (f" (nested in {g['parent']})" if g["parent"] else "")
+              for g in spec["group_terms"]]
+    text = [f"The model is a {family} regression with a {spec['link']} link for "
+            f"`{w.events}` out of `{w.trials}`, with fixed effects `{spec['formula']}`"
+            + (f" (reference levels: {refs})" if refs else "") + "."]
+    if groups:
+        text.append(f"Random intercepts: {_join(groups)}.")
+    if spec["slopes"]:
+        text.append("Varying slopes: " + _join([f"{v} by {g}" for v, g in spec["slopes"].items()])
+                    + ".")
+    s = spec["sampler"]
+    engines = {
+        "glm": "a generalised linear model fitted by maximum likelihood (statsmodels); group "
+               "terms, if any, only cluster the standard errors",
+        "ml": "maximum likelihood with the Laplace approximation (GPBoost)",
+        "pymc": f"Bayesian estimation with PyMC (sampler {s['sampler']}, {s['chains']} chains "
+                f"of {s['draws']} draws after {s['tune']} tuning steps, target acceptance "
+                f"{s['target_accept']:g})",
+    }
+    text.append(f"It was fitted by {engines.get(spec['engine'], spec['engine'])}, "
+                f"seed {spec['seed']}.")
+    ge = {
+        "observed": "Group effects are \"observed\": each cell keeps the estimated effects of "
+                    "its own units, so the adjusted ratio describes these pupils in the units "
+                    "they are in",
+        "conditional": "Group effects are set to zero: the ratio is for a typical unit",
+        "integrated": "Group effects are averaged over their estimated distribution: the "
+                      "ratio is for a new, randomly drawn unit",
+    }[report["group_effects"]]
+    population = ("every cell" if report["standard"] == "all"
+                  else "the cells of each level (its own pupils)")
+    text.append(f"Adjusted {w.ratio}s are marginal (standardised) ratios: {population} is "
+                f"given each level of the variable in turn and then the reference level, its "
+                f"{w.rate} is predicted, and the two means weighted by `{w.trials}` are "
+                f"compared (Muller and MacLehose 2014). {ge}.")
+    if spec["engine"] == "pymc":
+        text.append(f"Intervals are equal-tailed {w.ci} posterior intervals; derived "
+                    f"quantities use {report['n_draws']} posterior draws and are posterior "
+                    "medians.")
+    else:
+        text.append(f"Intervals are {w.ci} intervals: Wald intervals for coefficients; for "
+                    f"adjusted ratios, ICC, median odds ratios and unit effects, percentile "
+                    f"intervals of {report['n_draws']} parametric draws (fixed effects from "
+                    "their sampling distribution, unit effects from their conditional "
+                    "distribution; Gelman and Hill 2007), which ignore the uncertainty of the "
+                    "variance parameters.")
+    text.append(f"Crude {w.ratio}s compare each level's observed {w.rate} with the reference "
+                "level's, with " + ("Katz intervals" if w.binomial else
+                                    "Poisson intervals sqrt(1/e1 + 1/e0) on the log scale")
+                + " and no minimum sizes.")
+    return [doc.Heading("Methods"), doc.Paragraph(" ".join(text))]
+
+
+def _diagnostics(saved: Mapping[str, Any]) -> list[doc.Block]:
+    diag = saved["diagnostics"]
+    fit = diag.get("diagnostics", {})
+    run = diag["run"]
+    items = []
+    if "converged" in fit:
+        items.append("Converged: " + ("yes" if fit["converged"] else "**no**"))
+    labels = {"iterations": "Iterations", "max_rhat": "Largest R-hat",
+              "min_ess_bulk": "Smallest bulk ESS", "min_ess_tail": "Smallest tail ESS",
+              "divergences": "Divergent transitions", "cov_type": "Covariance",
+              "singular_terms": "Group terms with SD at zero"}
+    for key, label in labels.items():
+        value = fit.get(key)
+        if value in (None, [], ""):
+            continue
+        if isinstance(value, float):
+            value = f"{value:.3g}"
+        if isinstance(value, list):
+            value = ", ".join(map(str, value))
+        items.append(f"{label}: {value}")
+    warnings_ = run["warnings"] or ["none"]
+    blocks: list[doc.Block] = [doc.Heading("Diagnostics"), doc.Bullets(tuple(items))]
+    blocks += [doc.Paragraph("Warnings:"), doc.Bullets(tuple(warnings_))]
+    notes = run["spec"].get("design_notes") or []
+    if notes:
+        blocks += [doc.Paragraph("Data notes:"), doc.Bullets(tuple(notes))]
+    return blocks
+
+
+def _provenance(run: Mapping[str, Any]) -> list[doc.Block]:
+    data, model = run["data"], run["model_file"]
+    items = [
+        f"Model file: `{model.get('display')}` (SHA-256 `{model.get('sha256')}`)",
+        f"Data: `{data.get('display')}` (SHA-256 `{data.get('sha256')}`), read as "
+        f"{data.get('kind')}: {data.get('n_rows_read', 0):,} rows, "
+        f"{data.get('n_cells', 0):,} cells modelled",
+        f"disparity {run['package_version']}; package versions and file hashes are in "
+        "`manifest.json`",
+        "Files: `estimates.csv` (every estimate), `unit_effects.csv`, `cells_summary.csv` "
+        "(observed counts, not suppressed: for analysis, not publication), "
+        "`diagnostics.json`, `figures/` (PNG and SVG)",
+        "Figures are linked from `report.md` by relative path and embedded in `report.html` "
+        "as base64 data URIs, so the HTML file stands alone",
+    ]
+    return [doc.Heading("Data provenance"), doc.Bullets(tuple(items))]
+
+
+def _coefficients(saved: Mapping[str, Any], w: _Words) -> list[doc.Block]:
+    est = saved["estimates"]
+    coef = est[est.estimand == "coefficient"]
+    table = pd.DataFrame({
+        "term": list(coef.term),
+        "estimate": [format_ratio(v, digits=3) for v in coef.estimate],
+        "se": [format_ratio(v, digits=3) for v in coef.std_error],
+        "ci": [format_estimate(0.0, a, b, digits=3).split(" (", 1)[-1].rstrip(")")
+               for a, b in zip(coef.conf_low, coef.conf_high)],
+    })
+    return [doc.Heading("Appendix: model coefficients"),
+            doc.Table(table, labels={"term": "Term", "estimate": "Estimate",
+                                     "se": "Standard error", "ci": f"{w.ci} interval"},
+                      align={"estimate": "right", "se": "right", "ci": "right"},
+                      caption=f"Coefficients on the {saved['diagnostics']['run']['spec']['link']} "
+                              "scale")]
+
+
+# --------------------------------------------------------------------------- main
+def render_report(run_dir: str | os.PathLike[str]) -> Path:
+    """Draw the figures and write ``report.md`` and ``report.html`` from a run folder.
+
+    Parameters
+    ----------
+    run_dir : path
+        A folder written by :func:`disparity.runner.run_model`.
+
+    Returns
+    -------
+    Path
+        ``run_dir / "report.md"``.
+
+    Raises
+    ------
+    ReadError
+        A saved file is missing.
+    """
+    from .suppress import SuppressionRules
+
+    run_dir = Path(run_dir)
+    saved = load_run(run_dir)
+    run = saved["diagnostics"]["run"]
+    w = _Words(run)
+    rules = SuppressionRules.from_mapping(run["report"]["suppression"])
+    spec = run["spec"]
+    intro = (f"{spec['description'] + '. ' if spec['description'] else ''}"
+             f"{spec['n_pupils']:,.0f} {w.unit} (`{w.trials}`) and {spec['n_events']:,.0f} "
+             f"events (`{w.events}`) in {spec['n_cells']:,} cells; engine `{spec['engine']}`.")
+    blocks: list[doc.Block] = [doc.Paragraph(intro)]
+    blocks += _methods(run, w)
+    blocks += _results(run_dir, saved, w)
+    blocks += _variation(run_dir, saved, w, rules.min_pupils)
+    blocks += _slopes(saved, w)
+    blocks += _ladder(saved, w)
+    blocks += _trend_blocks(run_dir, saved, w)
+    blocks += _counts(saved, w, rules)
+    blocks += _diagnostics(saved)
+    blocks += _provenance(run)
+    blocks += _coefficients(saved, w)
+    title = f"Model report: {spec['name']}"
+    md = run_dir / "report.md"
+    md.write_text(doc.to_markdown(blocks, title=title), encoding="utf-8")
+    (run_dir / "report.html").write_text(doc.to_html(blocks, title=title, base=run_dir),
+                                         encoding="utf-8")
+    return md
