@@ -59,10 +59,11 @@ REPORT_KEYS: tuple[str, ...] = ("ci_prob", "group_effects", "standard", "n_draws
 ESTIMATES_EXTRA: tuple[str, ...] = (
     "variable", "level", "reference", "group_effects", "standard", "rate", "rate_reference",
     "n_events", "n_pupils", "variance", "step", "step_label", "formula", "groups", "n_draws",
-    "method", "note",
+    "method", "note", "year",
 )
 #: Columns of ``unit_effects.csv``.
-UNIT_COLUMNS: tuple[str, ...] = (*ESTIMATE_COLUMNS, "group_term", "unit", "variable", "level",
+UNIT_COLUMNS: tuple[str, ...] = (*ESTIMATE_COLUMNS, "group_term", "unit", "label", "variable",
+                                 "level",
                                  "reference", "n_pupils", "n_events", "observed_rate",
                                  "prob_exceeds", "threshold", "p_value", "q_value", "flag_fdr",
                                  "fdr", "n_draws", "method")
@@ -336,6 +337,22 @@ def _crude_rows(cells: pd.DataFrame, spec: Any, variable: str, levels: tuple[str
     return pd.DataFrame(rows)
 
 
+def _unit_labels(cells: pd.DataFrame, design: Any) -> dict[str, dict[str, str]]:
+    """Readable names of units, by group term: ``"Bury (E08000002)"`` where the data have the
+    unit's name (DfE files: ``la_name`` beside ``la``); the most recent name of a code wins."""
+    out: dict[str, dict[str, str]] = {}
+    for g in design.groups:
+        if len(g.columns) != 1 or f"{g.columns[0]}_name" not in cells.columns:
+            continue
+        code, name = g.columns[0], f"{g.columns[0]}_name"
+        pairs = cells[[*([YEAR] if YEAR in cells.columns else []), code, name]].dropna()
+        if YEAR in pairs.columns:
+            pairs = pairs.sort_values(YEAR, kind="mergesort")
+        names = dict(zip(pairs[code].astype(str), pairs[name].astype(str)))
+        out[g.name] = {u: f"{names[u]} ({u})" for u in map(str, g.levels) if u in names}
+    return out
+
+
 def _unit_rows(table: pd.DataFrame, kind: str) -> pd.DataFrame:
     if kind == "effects":
         table = table.rename(columns={"level": "unit"}).assign(variable="", level="",
@@ -393,6 +410,41 @@ def _variables(spec: Any, design: Any) -> dict[str, tuple[str, ...]]:
     return {v: tuple(design.levels[v]) for v in order}
 
 
+def _year_design(design: Any, year: str) -> Any:
+    """The cells of one year of ``design`` (same columns, units and levels; fewer rows)."""
+    keep = np.flatnonzero(design.data[YEAR].astype(str).to_numpy() == str(year))
+    groups = tuple(replace(g, index=np.asarray(g.index)[keep]) for g in design.groups)
+    return replace(design, X=np.asarray(design.X)[keep], events=np.asarray(design.events)[keep],
+                   trials=np.asarray(design.trials)[keep], groups=groups,
+                   data=design.data.iloc[keep].reset_index(drop=True))
+
+
+def _interacts_with_year(design: Any, variable: str) -> bool:
+    """Whether the formula lets ``variable``'s effect differ by year (``variable * year``)."""
+    if variable == YEAR or YEAR not in design.levels:
+        return False
+    return any(":" in term and f"{variable}[" in term and f"{YEAR}[" in term
+               for term in design.terms)
+
+
+def _by_year_rows(fit: Any, design: Any, variable: str, settings: "ReportSettings",
+                  common: Mapping[str, Any]) -> pd.DataFrame:
+    """Standardised rate ratios of ``variable`` within each year, when it interacts with year.
+
+    Each year's ratio is :func:`disparity.estimands.rate_ratios` over that year's cells only,
+    so with a log link and no other covariates it equals ``exp(b_level + b_level:year)``.
+    """
+    from disparity import estimands as E
+
+    parts = []
+    for year in design.levels[YEAR]:
+        rr = E.rate_ratios(fit, _year_design(design, year), variable,
+                           group_effects=settings.group_effects, standard=settings.standard,
+                           **common)
+        parts.append(rr.assign(estimand=rr["estimand"] + "_by_year", year=str(year)))
+    return pd.concat(parts, ignore_index=True)
+
+
 def _ladder_variable(settings: ReportSettings, design: Any) -> str:
     if settings.ladder_variable is not None:
         if settings.ladder_variable not in design.levels:
@@ -429,6 +481,11 @@ def _estimands(spec: Any, settings: ReportSettings, design: Any, fit: Any, cells
         crude_parts.append(_crude_rows(cells, spec, variable, tuple(map(str, levels)),
                                        str(design.reference[variable]), terms,
                                        settings.ci_prob))
+        if _interacts_with_year(design, variable):
+            say(f"standardised rate ratios of {variable} within each year")
+            crude_parts[-1] = pd.concat([crude_parts[-1],
+                                         _by_year_rows(fit, design, variable, settings, common)],
+                                        ignore_index=True)
     parts = [_estimate_rows(fit, settings.ci_prob, term_map)]
     for rr, crude in zip(rr_parts, crude_parts):
         parts += [rr, crude]
@@ -466,6 +523,10 @@ def _estimands(spec: Any, settings: ReportSettings, design: Any, fit: Any, cells
                       ignore_index=True)
     unit_table = (pd.concat(units, ignore_index=True) if units
                   else pd.DataFrame(columns=list(UNIT_COLUMNS)))
+    if len(unit_table):
+        labels = _unit_labels(cells, design)
+        unit_table["label"] = [labels.get(str(g), {}).get(str(u), "")
+                               for g, u in zip(unit_table["group_term"], unit_table["unit"])]
     return table, unit_table, notes
 
 

@@ -286,3 +286,55 @@ def test_count_family_crude_rate_ratio_has_the_poisson_interval(tmp_path: Path):
     adjusted = table[table.group_effects == "observed"].loc["rate_ratio"]
     assert adjusted.estimate == pytest.approx(6.0, rel=1e-6)
     assert "rate ratio" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_ratio_by_year_equals_the_interaction_coefficients(tmp_path: Path):
+    # "sen * year" saturates the 2 x 2 table, so the within-year Poisson rate ratios are the
+    # crude ones, worked out by hand: 2015/16 (9/100)/(20/1000) = 4.5; 2016/17
+    # (12/100)/(30/1000) = 4.0. A log link with no other covariates makes each year's
+    # standardised ratio exp(b_sen + b_sen:year) exactly (an invariance of the estimand).
+    cells = pd.DataFrame({
+        "year": ["2015/16"] * 2 + ["2016/17"] * 2,
+        "sen": ["none", "ehcp"] * 2,
+        "n_susp": [20, 9, 30, 12],
+        "n_pupils": [1000, 100, 1000, 100],
+    })
+    model = tmp_path / "m.toml"
+    model.write_text('[model]\nfamily = "poisson"\nevents = "n_susp"\nformula = "sen * year"\n'
+                     '[model.reference]\nsen = "none"\nyear = "2015/16"\n'
+                     '[fit]\nengine = "glm"\n[report]\nn_draws = 50\n')
+    out = run_model(model, tmp_path / "run", data=cells, progress=False)
+    table = pd.read_csv(out / "estimates.csv", dtype={"year": str})
+    by_year = table[(table.estimand == "rate_ratio_by_year") & (table.variable == "sen")]
+    assert by_year.year.tolist() == ["2015/16", "2016/17"]
+    assert by_year.estimate.tolist() == pytest.approx([4.5, 4.0], rel=1e-6)
+    coef = table[table.estimand == "coefficient"].set_index("term").estimate
+    both = np.exp(coef["sen[T.ehcp]"] + coef["sen[T.ehcp]:year[T.2016/17]"])
+    assert by_year.estimate.iloc[1] == pytest.approx(both, rel=1e-9)
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "within each year" in report and "| 2016/17 | 4.00 (" in report
+
+
+def test_units_with_names_are_labelled_but_keep_their_codes(tmp_path: Path):
+    rng = np.random.default_rng(7)
+    codes = [f"E0600000{i}" for i in range(1, 7)]
+    names = ["Hartlepool", "Middlesbrough", "Redcar", "Stockton", "Darlington", "Halton"]
+    cells = pd.DataFrame({
+        "la": np.repeat(codes, 2), "la_name": np.repeat(names, 2),
+        "sen": ["none", "ehcp"] * 6,
+        "n_perm_excl": rng.integers(5, 30, 12), "n_pupils": [2000, 200] * 6,
+    })
+    model = tmp_path / "m.toml"
+    model.write_text('[model]\nfamily = "binomial"\nevents = "n_perm_excl"\nformula = "sen"\n'
+                     'groups = ["la"]\n[model.reference]\nsen = "none"\n'
+                     '[fit]\nengine = "ml"\n[report]\nn_draws = 50\n')
+    with pytest.warns(OddsRatioWarning):  # 10% excluded with SEN: OR overstates RR
+        out = run_model(model, tmp_path / "run", data=cells, progress=False)
+    units = pd.read_csv(out / "unit_effects.csv")
+    assert set(units.unit) == set(codes)  # codes stay the key
+    expected = {c: f"{n} ({c})" for c, n in zip(codes, names)}
+    assert all(units.label == units.unit.map(expected))
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "| Middlesbrough (E06000002) |" in report
+    assert "Crude funnel (99.8%)" in report
+

@@ -473,9 +473,14 @@ def trend_plot(
         ax.set_ylim(bottom=0)
         ax.grid(True, color="#eeeeee", lw=0.6)
         if group:
-            ax.legend(title=group.replace("_", " ").capitalize(), loc="upper left",
+            ax.legend(title=_cap_first(group.replace("_", " ")), loc="upper left",
                       bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
+
+
+def _cap_first(text: str) -> str:
+    """``text`` with its first letter in capitals and the rest as written ("FSM", "NC year")."""
+    return text[:1].upper() + text[1:]
 
 
 # --------------------------------------------------------------------------- saving

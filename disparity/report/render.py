@@ -26,7 +26,7 @@ __all__ = ["render_report", "load_run"]
 
 _TEXT = ("estimand", "term", "engine", "variable", "level", "reference", "group_effects",
          "standard", "step_label", "formula", "groups", "method", "note", "group_term", "unit",
-         "margin", "by", "year")
+         "margin", "by", "year", "label")
 FIGURES = "figures"
 
 
@@ -153,13 +153,18 @@ def _ratio_ticks(axis: Any, low: float, high: float) -> None:
 
 
 def _funnel(run_dir: Path, units: pd.DataFrame, term: str, w: _Words,
-            min_pupils: int) -> tuple[str, str] | None:
+            min_pupils: int, names: Mapping[str, str] | None = None
+            ) -> tuple[str, str, dict[str, str]] | None:
+    """The funnel plot of a group term, its caption, and each unit's position against the
+    adjusted 99.8% limits (``"above"``, ``"below"`` or ``"within"``), keyed by unit code."""
     from .funnel import funnel_proportions, funnel_ratios
     from .plots import funnel_plot
 
-    units = units[units.n_pupils >= min_pupils].rename(columns={"level": "unit"})
+    names = dict(names or {})
+    units = units[units.n_pupils >= min_pupils].rename(columns={"level": "code"})
     if len(units) < 3:
         return None
+    units = units.assign(unit=[names.get(str(c), str(c)) for c in units.code])
     if w.binomial and (units.n_events <= units.n_pupils).all():
         f = funnel_proportions(units, unit="unit")
         ylabel = f"Observed {w.rate} (events per {w.pupil}, %)"
@@ -190,7 +195,12 @@ def _funnel(run_dir: Path, units: pd.DataFrame, term: str, w: _Words,
                + f". {_plural(n_out, 'unit lies', 'units lie')} outside the adjusted 99.8% limits. "
                "Crude rates do not "
                "allow for the pupils' characteristics; see the model's unit effects.")
-    return _figure(fig, run_dir, f"funnel_{term}"), caption
+    value = f.units[f.value_column].to_numpy(dtype=float)
+    outside = f.units["outside_998"].astype(bool).to_numpy()
+    position = np.where(~outside, "within", np.where(value > f.target, "above", "below"))
+    codes = dict(zip(units.unit.astype(str), units.code.astype(str)))
+    where = {codes[str(u)]: str(p) for u, p in zip(f.units["unit"], position)}
+    return _figure(fig, run_dir, f"funnel_{term}"), caption, where
 
 
 def _plain_ticks(axis: Any, low: float, high: float) -> None:
@@ -203,11 +213,27 @@ def _plain_ticks(axis: Any, low: float, high: float) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
+def _display_units(frame: pd.DataFrame, column: str = "unit") -> list[str]:
+    """Units as readers know them: the ``label`` (e.g. ``"Bury (E08000002)"``) where the run
+    saved one, else the code."""
+    labels = frame["label"] if "label" in frame.columns else pd.Series("", index=frame.index)
+    return [str(lab) if str(lab) else str(u) for u, lab in zip(frame[column], labels)]
+
+
+def _unit_names(units: pd.DataFrame, term: str) -> dict[str, str]:
+    """Code -> label of the units of one group term (only those with a label)."""
+    if "label" not in units.columns:
+        return {}
+    mine = units[(units.group_term == term) & (units.label != "")]
+    return dict(zip(mine.unit.astype(str), mine.label.astype(str)))
+
+
 def _caterpillar(run_dir: Path, units: pd.DataFrame, term: str, w: _Words) -> str:
     from .plots import caterpillar_plot
 
     frame = units[(units.estimand == "unit_ratio") & (units.group_term == term)]
-    fig = caterpillar_plot(frame, label="unit", title=f"Unit effects: {_noun(term)}",
+    frame = frame.assign(display=_display_units(frame))
+    fig = caterpillar_plot(frame, label="display", title=f"Unit effects: {_noun(term)}",
                            value_label=f"{_cap(w.odds)} relative to an average {_noun(term)}")
     return _figure(fig, run_dir, f"caterpillar_{term}")
 
@@ -216,8 +242,8 @@ def _trend(run_dir: Path, cells: pd.DataFrame, variable: str, w: _Words) -> str:
     from .plots import trend_plot
 
     t = cells[(cells.margin == "trend") & (cells.by == variable) & (cells.n_pupils > 0)]
-    t = t.assign(rate=w.per * t.n_events / t.n_pupils)
-    fig = trend_plot(t, x="year", y="rate", group="level",
+    t = t.assign(rate=w.per * t.n_events / t.n_pupils).rename(columns={"level": _label(variable)})
+    fig = trend_plot(t, x="year", y="rate", group=_label(variable),
                      title=f"Observed {w.rate} by {_noun(variable)} and year",
                      ylabel=f"Events per {w.per_text} {w.unit}")
     return _figure(fig, run_dir, f"trend_{variable}")
@@ -281,11 +307,44 @@ def _results(run_dir: Path, saved: Mapping[str, Any], w: _Words) -> list[doc.Blo
             blocks.append(doc.Paragraph(
                 f"The {w.odds}s overstate the adjusted {w.ratio}s of {variable} "
                 f"{_join(list(notes.level))} (events are common): read the {w.ratio}s."))
+        blocks += _by_year(est, saved["cells"], variable, info, w)
         blocks.append(doc.Figure(_forest(run_dir, est, variable, info["reference"], w),
                                  alt=f"Forest plot of {w.ratio}s by {_noun(variable)}",
                                  caption=f"Filled circles: adjusted; open squares: crude "
                                          f"({w.ci} intervals, log scale)."))
     return blocks
+
+
+def _by_year(est: pd.DataFrame, cells: pd.DataFrame, variable: str, info: Mapping[str, Any],
+             w: _Words) -> list[doc.Block]:
+    """Adjusted (and crude) ratios of ``variable`` within each year, when the model let the
+    ratio differ by year (``variable * year``)."""
+    pick = est[(est.estimand == "rate_ratio_by_year") & (est.variable == variable)]
+    if not len(pick):
+        return []
+    trend = cells[(cells.margin == "trend") & (cells.by == variable)]
+    rates = {(str(r.level), str(r.year)): (r.n_events / r.n_pupils if r.n_pupils else np.nan)
+             for r in trend.itertuples()}
+    levels = [lv for lv in info["levels"] if lv != info["reference"]]
+    rows = []
+    for year in dict.fromkeys(pick.year):
+        row = {"year": year}
+        for lv in levels:
+            r = pick[(pick.year == year) & (pick.level == lv)]
+            row[lv] = ("x" if not len(r) else format_estimate(
+                r.estimate.iloc[0], r.conf_low.iloc[0], r.conf_high.iloc[0]))
+            base = rates.get((info["reference"], year), np.nan)
+            crude = rates.get((lv, year), np.nan) / base if base else np.nan
+            row[f"{lv} crude"] = format_ratio(crude) if np.isfinite(crude) else "x"
+        rows.append(row)
+    columns = ["year"] + [c for lv in levels for c in (lv, f"{lv} crude")]
+    labels = {"year": "Year", **{lv: f"{lv}: adjusted" for lv in levels},
+              **{f"{lv} crude": f"{lv}: crude" for lv in levels}}
+    return [doc.Table(pd.DataFrame(rows), columns=tuple(columns), labels=labels,
+                      align={c: "right" for c in columns if c != "year"},
+                      caption=f"{_cap(w.ratio)}s by {_noun(variable)} within each year, "
+                              f"against {info['reference']} ({w.ci} intervals for the "
+                              "adjusted ratios)")]
 
 
 def _variation(run_dir: Path, saved: Mapping[str, Any], w: _Words,
@@ -324,7 +383,8 @@ def _variation(run_dir: Path, saved: Mapping[str, Any], w: _Words,
     for term in terms:
         blocks.append(doc.Heading(f"Units: {_noun(term)}", 3))
         funnel = _funnel(run_dir, cells[(cells.margin == "unit") & (cells.by == term)], term,
-                         w, min_pupils)
+                         w, min_pupils, _unit_names(units, term))
+        position = funnel[2] if funnel is not None else {}
         if funnel is not None:
             blocks.append(doc.Figure(funnel[0], alt=f"Funnel plot of {_noun(term)} rates",
                                      caption=funnel[1]))
@@ -341,16 +401,18 @@ def _variation(run_dir: Path, saved: Mapping[str, Any], w: _Words,
         top = mine.sort_values(["prob_exceeds", "estimate", "unit"],
                                ascending=[False, False, True], kind="mergesort").head(10)
         table = pd.DataFrame({
-            "unit": list(top.unit),
+            "unit": _display_units(top),
             "ratio": [format_estimate(a, b, c) for a, b, c in
                       zip(top.estimate, top.conf_low, top.conf_high)],
             "prob": [format_probability(p) for p in top.prob_exceeds],
             "flag": ["yes" if str(f) == "True" else "no" for f in top.flag_fdr],
+            "funnel": [position.get(str(u), "not shown") for u in top.unit],
         })
         blocks.append(doc.Table(table, labels={
             "unit": _label(term), "ratio": f"{_cap(w.odds)} ({w.ci} interval)",
-            "prob": f"P(ratio > {threshold:g})", "flag": f"Flagged (FDR {fdr:g})"},
-            align={"ratio": "right", "prob": "right", "flag": "center"},
+            "prob": f"P(ratio > {threshold:g})", "flag": f"Flagged (FDR {fdr:g})",
+            "funnel": "Crude funnel (99.8%)"},
+            align={"ratio": "right", "prob": "right", "flag": "center", "funnel": "center"},
             caption=f"The {_plural(len(top), _noun(term) + ' unit')} most likely to exceed "
                     f"{threshold:g}"))
         blocks.append(doc.Paragraph(
@@ -358,7 +420,14 @@ def _variation(run_dir: Path, saved: Mapping[str, Any], w: _Words,
             f"{'its' if len(flagged) == 1 else 'their'} {w.odds} relative to an average "
             f"{_noun(term)} with the same {w.unit} exceeds {threshold:g} at a false "
             f"discovery rate of {fdr:g}. Effects are shrunk towards the average, most for "
-            "small units, so flags are conservative there."))
+            "small units, so flags are conservative there. The last column is the raw flag: "
+            "where the unit's crude rate lies against the funnel's adjusted 99.8% limits "
+            "(above, below or within; \"not shown\" below the funnel's minimum size). The "
+            "two can disagree: the crude rate does not allow for the unit's pupils."
+            + (f" {_plural(sum(v == 'above' for v in position.values()), _noun(term) + ' unit')}"
+               f" lie above the funnel's 99.8% limit, of which "
+               f"{sum(position.get(str(u)) == 'above' for u in flagged.unit):,} are also "
+               "flagged by the model." if position else "")))
     return blocks
 
 
@@ -459,6 +528,8 @@ def _counts(saved: Mapping[str, Any], w: _Words, rules: Any,
     for g in run["spec"]["group_terms"]:
         part = cells[(cells.margin == "unit") & (cells.by == g["name"])]
         if g["parent"] is None and 0 < len(part) <= max_units:
+            names = _unit_names(saved["units"], g["name"])
+            part = part.assign(level=[names.get(str(u), str(u)) for u in part.level])
             blocks.append(_count_table(part, g["name"], _label(g["name"]), rules, w))
     return blocks
 
