@@ -23,6 +23,9 @@ Settings of the report come from the model file's ``[report]`` table::
     threshold = 1.0              # unit effects: probability that exp(u) exceeds this
     fdr = 0.05                   # false discovery rate of unit flags
     ladder_variable = "ethnicity"  # whose ratios the [[ladder]] follows
+    share_groups = { sen = ["support", "ehcp"], cin = ["yes"], fsm = ["yes"] }
+                                 # pupils whose share of events is reported (any of them);
+                                 # default: these, for the columns the cells have; {} for none
     [report.suppression]
     min_pupils = 10
     min_events = 3
@@ -54,7 +57,15 @@ __all__ = ["ReportSettings", "run_model", "rerender", "write_table", "ESTIMATES_
 
 #: Keys of ``[report]``.
 REPORT_KEYS: tuple[str, ...] = ("ci_prob", "group_effects", "standard", "n_draws", "threshold",
-                                "fdr", "ladder_variable", "suppression")
+                                "fdr", "ladder_variable", "share_groups", "suppression")
+#: Default ``share_groups``: pupils with SEN (support or EHC plan), CIN or FSM (the Timpson
+#: Review's "78% of permanent exclusions were of pupils with SEN, CIN or FSM"), restricted to
+#: the columns the cells have.
+SHARE_GROUPS: Mapping[str, tuple[str, ...]] = {"sen": ("support", "ehcp"), "cin": ("yes",),
+                                               "fsm": ("yes",)}
+#: How the default share groups read in the report.
+SHARE_LABELS: Mapping[str, str] = {"sen": "SEN (support or EHC plan)", "cin": "CIN",
+                                   "fsm": "FSM"}
 #: Columns of ``estimates.csv`` after :data:`~disparity.engines.base.ESTIMATE_COLUMNS`.
 ESTIMATES_EXTRA: tuple[str, ...] = (
     "variable", "level", "reference", "group_effects", "standard", "rate", "rate_reference",
@@ -66,7 +77,7 @@ UNIT_COLUMNS: tuple[str, ...] = (*ESTIMATE_COLUMNS, "group_term", "unit", "label
                                  "level",
                                  "reference", "n_pupils", "n_events", "observed_rate",
                                  "prob_exceeds", "threshold", "p_value", "q_value", "flag_fdr",
-                                 "fdr", "n_draws", "method")
+                                 "fdr", "n_draws", "method", "expected_events")
 #: Columns of ``cells_summary.csv``: observed counts by variable level, by unit, by year.
 SUMMARY_COLUMNS: tuple[str, ...] = ("margin", "by", "level", "year", "n_pupils", "n_events")
 #: Float format of every CSV written (as :data:`disparity.fitting.FLOAT_FORMAT`).
@@ -92,6 +103,7 @@ class ReportSettings:
     threshold: float = 1.0
     fdr: float = 0.05
     ladder_variable: str | None = None
+    share_groups: Mapping[str, tuple[str, ...]] | None = None
     suppression: Mapping[str, Any] = None  # type: ignore[assignment]
 
     @classmethod
@@ -126,6 +138,20 @@ class ReportSettings:
         lv = table.get("ladder_variable")
         if lv is not None and not isinstance(lv, str):
             problems.append(f"[report] ladder_variable must be a column name, not {lv!r}")
+        share = table.get("share_groups")
+        if share is not None:
+            good = isinstance(share, Mapping) and all(
+                isinstance(k, str) and (isinstance(v, str) or (
+                    isinstance(v, (list, tuple)) and len(v) > 0
+                    and all(isinstance(x, str) for x in v)))
+                for k, v in share.items())
+            if not good:
+                problems.append(f"[report] share_groups must be a table of column = level or "
+                                f"[levels], such as {{ sen = [\"support\", \"ehcp\"], "
+                                f"fsm = \"yes\" }} ({{}} for none), not {share!r}")
+                share = None
+            else:
+                share = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in share.items()}
         suppression = table.get("suppression", {})
         if not isinstance(suppression, Mapping):
             problems.append("[report.suppression] must be a table such as "
@@ -148,11 +174,15 @@ class ReportSettings:
             threshold=float(table.get("threshold", 1.0)),
             fdr=float(table.get("fdr", 0.05)),
             ladder_variable=lv,
+            share_groups=share,
             suppression=dict(suppression),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "suppression": dict(self.suppression or {})}
+        share = (None if self.share_groups is None
+                 else {k: list(v) for k, v in self.share_groups.items()})
+        return {**asdict(self), "share_groups": share,
+                "suppression": dict(self.suppression or {})}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -460,6 +490,80 @@ def _ladder_variable(settings: ReportSettings, design: Any) -> str:
     return next(iter(design.levels))
 
 
+def _share_groups(settings: ReportSettings, cells: pd.DataFrame
+                  ) -> tuple[dict[str, tuple[str, ...]], str] | None:
+    """The pupils whose share of events is reported, and how they read: ``[report]
+    share_groups`` if given (``{}``: none), else :data:`SHARE_GROUPS` for the columns the
+    cells have (None when they have none of sen, cin, fsm)."""
+    if settings.share_groups is not None:
+        groups = {k: tuple(v) for k, v in settings.share_groups.items()}
+        if not groups:
+            return None
+        missing = [c for c in groups if c not in cells.columns]
+        if missing:
+            raise SpecError(
+                f"[report] share_groups names column(s) {missing!r} that the cells do not "
+                f"have; columns are {list(map(str, cells.columns))!r}; name only those, or "
+                "set share_groups = {} for no event shares"
+            )
+        label = " or ".join(f"{_LABEL_OF.get(k, k)} ({' or '.join(v)})"
+                            for k, v in groups.items())
+        return groups, label
+    groups = {k: v for k, v in SHARE_GROUPS.items() if k in cells.columns}
+    if not groups:
+        return None
+    return groups, " or ".join(SHARE_LABELS[k] for k in groups)
+
+
+_LABEL_OF = {"sen": "SEN", "cin": "CIN", "fsm": "FSM"}
+
+
+def _share_rows(spec: Any, settings: ReportSettings, design: Any, fit: Any,
+                cells: pd.DataFrame, common: Mapping[str, Any]) -> pd.DataFrame:
+    """Observed share of events, share of pupils and the model's expected share of events
+    on the pupils of :func:`_share_groups` (:func:`disparity.estimands.event_shares`)."""
+    from disparity import estimands as E
+
+    chosen = _share_groups(settings, cells)
+    if chosen is None:
+        return pd.DataFrame()
+    groups, label = chosen
+    rows = E.event_shares(cells, fit, design, groups, events=spec.events, trials=spec.trials,
+                          group_effects=settings.group_effects, **common)
+    return rows.assign(level=label, variable=" + ".join(groups),
+                       note="share of all events (observed, expected) or pupils")
+
+
+def _unit_standardised_rows(fit: Any, design: Any, group: Any) -> pd.DataFrame:
+    """Indirectly standardised ratios ``O / E`` of the units of one group term.
+
+    ``E`` sums, over the unit's cells, ``trials x`` the rate the model predicts from the
+    fixed effects alone (every group effect and slope at zero): the events expected of the
+    unit given its pupils' characteristics, at an average unit. Point estimates only.
+    """
+    from scipy.special import expit
+
+    eta = np.asarray(design.X, dtype=float) @ np.asarray(fit.coef, dtype=float)
+    rate = expit(eta) if design.family == "binomial" else np.exp(eta)
+    trials = np.asarray(design.trials, dtype=float)
+    events = np.asarray(design.events, dtype=float)
+    idx = np.asarray(group.index)
+    expected = np.bincount(idx, weights=trials * rate, minlength=group.n_levels)
+    observed = np.bincount(idx, weights=events, minlength=group.n_levels)
+    n = np.bincount(idx, weights=trials, minlength=group.n_levels)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = observed / expected
+        observed_rate = observed / n
+    units = list(map(str, group.levels))
+    return pd.DataFrame({
+        "estimand": "unit_standardised_ratio", "term": units, "estimate": ratio,
+        "engine": fit.engine, "group_term": group.name, "unit": units, "variable": "",
+        "level": "", "reference": "", "n_pupils": n, "n_events": observed,
+        "observed_rate": observed_rate, "method": "indirect standardisation (fixed effects)",
+        "expected_events": expected,
+    }).reindex(columns=list(UNIT_COLUMNS))
+
+
 def _estimands(spec: Any, settings: ReportSettings, design: Any, fit: Any, cells: pd.DataFrame,
                say: _Progress, progress: bool) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     from disparity import estimands as E
@@ -498,6 +602,9 @@ def _estimands(spec: Any, settings: ReportSettings, design: Any, fit: Any, cells
                      f"{', '.join(g.name for g in design.groups)} only cluster the standard "
                      "errors), so there are no group SDs, ICC, median odds ratios or unit "
                      "effects; fit with engine ml or pymc for them.")
+    if _share_groups(settings, cells) is not None:
+        say("share of events on pupils in overlapping groups")
+        parts.append(_share_rows(spec, settings, design, fit, cells, common))
     units = []
     for g in design.groups:
         if g.name in fit.group_effects:
@@ -505,6 +612,8 @@ def _estimands(spec: Any, settings: ReportSettings, design: Any, fit: Any, cells
             units.append(_unit_rows(E.unit_effects(fit, design, g.name,
                                                    threshold=settings.threshold,
                                                    fdr=settings.fdr, **common), "effects"))
+    for g in design.groups:
+        units.append(_unit_standardised_rows(fit, design, g))
     for s in design.slopes:
         if f"{s.variable}|{s.group}" in fit.slope_effects:
             say(f"{s.group}-specific ratios of {s.variable}")

@@ -50,7 +50,7 @@ def test_every_file_is_written(ml_run, glm_runs):
     # random effects only in the ml fit: unit effects and their caterpillar plot
     assert (ml_run / "figures" / "caterpillar_herd.png").is_file()
     assert not (glm_run / "figures" / "caterpillar_herd.png").exists()
-    assert len(pd.read_csv(ml_run / "unit_effects.csv")) == 2 * 15  # rate and ratio per herd
+    assert len(pd.read_csv(ml_run / "unit_effects.csv")) == 3 * 15  # rate, ratio, O/E per herd
     assert "no group SDs" in (glm_run / "report.md").read_text(encoding="utf-8")
 
 
@@ -122,7 +122,8 @@ def test_manifest_hashes_match_the_files(ml_run):
 
 def test_html_report_stands_alone(ml_run):
     page = (ml_run / "report.html").read_text(encoding="utf-8")
-    assert page.count('src="data:image/png;base64,') == 3  # forest, funnel, caterpillar
+    # forest, funnel, standardised-ratio funnel, caterpillar
+    assert page.count('src="data:image/png;base64,') == 4
     assert "http://" not in page and "https://" not in page
     assert "<h2>Methods</h2>" in page and "<h2>Diagnostics</h2>" in page
 
@@ -279,7 +280,7 @@ def test_count_family_crude_rate_ratio_has_the_poisson_interval(tmp_path: Path):
     # (30 / 100) / (50 / 1000) = 6; 95% interval exp(log 6 +/- 1.959964 sqrt(1/30 + 1/50))
     # (Rothman, Greenland and Lash 2008, Modern Epidemiology, ch. 14)
     half = 1.959963985 * math.sqrt(1 / 30 + 1 / 50)
-    assert crude.estimate == pytest.approx(6.0, rel=1e-12)
+    assert crude.estimate == pytest.approx(6.0, rel=1e-9)
     assert crude.conf_low == pytest.approx(6.0 * math.exp(-half), rel=1e-8)
     assert crude.conf_high == pytest.approx(6.0 * math.exp(half), rel=1e-8)
     # the saturated Poisson GLM reproduces it as the standardised rate ratio
@@ -338,3 +339,77 @@ def test_units_with_names_are_labelled_but_keep_their_codes(tmp_path: Path):
     assert "| Middlesbrough (E06000002) |" in report
     assert "Crude funnel (99.8%)" in report
 
+
+
+def _share_cells() -> pd.DataFrame:
+    # eight cells; the pupils "with SEN (support or EHC plan), CIN or FSM" are every row
+    # but the first two (sen none, cin no, fsm no)
+    return pd.DataFrame({
+        "sen": ["none", "none", "support", "ehcp", "none", "none", "support", "none"],
+        "cin": ["no", "no", "no", "no", "yes", "no", "yes", "no"],
+        "fsm": ["no", "no", "no", "no", "no", "yes", "yes", "yes"],
+        "sex": ["female", "male", "female", "male", "female", "male", "female", "male"],
+        "n_perm_excl": [3, 5, 6, 4, 2, 7, 1, 2],
+        "n_pupils": [900, 1100, 150, 40, 30, 200, 20, 260],
+    })
+
+
+def test_share_of_events_on_sen_cin_or_fsm_equals_the_hand_count(tmp_path: Path):
+    model = tmp_path / "m.toml"
+    model.write_text('[model]\nfamily = "poisson"\nevents = "n_perm_excl"\n'
+                     'formula = "sen + fsm"\n[fit]\nengine = "glm"\n[report]\nn_draws = 50\n')
+    out = run_model(model, tmp_path / "run", data=_share_cells(), progress=False)
+    table = pd.read_csv(out / "estimates.csv").set_index("estimand")
+    # by hand: events 6 + 4 + 2 + 7 + 1 + 2 = 22 of 30; pupils 700 of 2,700
+    assert table.loc["event_share_observed", "estimate"] == pytest.approx(22 / 30, rel=1e-9)
+    assert table.loc["event_share_observed", "n_events"] == 22
+    assert table.loc["pupil_share", "estimate"] == pytest.approx(700 / 2700, rel=1e-9)
+    assert table.loc["event_share_expected", "level"] == "SEN (support or EHC plan) or CIN or FSM"
+    low, high = table.loc["event_share_expected", ["conf_low", "conf_high"]]
+    assert 0 < low <= table.loc["event_share_expected", "estimate"] <= high < 1
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "## Share of events on overlapping groups" in report
+    assert "| SEN (support or EHC plan) or CIN or FSM | 73.3% | 25.9% |" in report  # 22/30, 7/27
+    # an override restricted to FSM: events 7 + 1 + 2 = 10 of 30
+    model.write_text(model.read_text() + 'share_groups = { fsm = "yes" }\n')
+    out = run_model(model, tmp_path / "run2", data=_share_cells(), progress=False)
+    table = pd.read_csv(out / "estimates.csv").set_index("estimand")
+    assert table.loc["event_share_observed", "estimate"] == pytest.approx(10 / 30, rel=1e-9)
+    assert "| FSM (yes) | 33.3% |" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_share_groups_setting_is_checked(tmp_path: Path):
+    with pytest.raises(SpecError, match="share_groups"):
+        ReportSettings.from_mapping({"share_groups": {"sen": 3}})
+    assert ReportSettings.from_mapping({"share_groups": {}}).share_groups == {}
+    model = tmp_path / "m.toml"
+    model.write_text('[model]\nfamily = "binomial"\nevents = "n_perm_excl"\nformula = "sen"\n'
+                     '[fit]\nengine = "glm"\n[report]\nn_draws = 50\n'
+                     'share_groups = { ethnicity = "Irish" }\n')
+    with pytest.raises(SpecError, match="ethnicity"):
+        run_model(model, tmp_path / "run", data=_share_cells(), progress=False)
+
+
+def test_intercept_only_standardised_ratio_is_crude_rate_over_overall_rate(tmp_path: Path):
+    cells = pd.DataFrame({"la": ["A", "A", "B", "C", "C", "D"],
+                          "n_perm_excl": [4, 6, 3, 10, 2, 5],
+                          "n_pupils": [300, 200, 400, 500, 100, 1000]})
+    model = tmp_path / "m.toml"
+    model.write_text('[model]\nfamily = "binomial"\nevents = "n_perm_excl"\nformula = "1"\n'
+                     'groups = ["la"]\n[fit]\nengine = "glm"\n[fit.glm]\ncluster = "none"\n'
+                     '[report]\nn_draws = 50\n')
+    out = run_model(model, tmp_path / "run", data=cells, progress=False)
+    units = pd.read_csv(out / "unit_effects.csv", dtype={"unit": str})
+    sr = units[units.estimand == "unit_standardised_ratio"].set_index("unit")
+    # by hand: overall rate 30 / 2,500 = 0.012; A 10/500 = 0.02, B 3/400 = 0.0075,
+    # C 12/600 = 0.02, D 5/1000 = 0.005; O/E = crude rate / overall rate
+    hand = {"A": 0.02 / 0.012, "B": 0.0075 / 0.012, "C": 0.02 / 0.012, "D": 0.005 / 0.012}
+    for unit, ratio in hand.items():
+        assert sr.loc[unit, "estimate"] == pytest.approx(ratio, rel=1e-6)
+    assert sr.loc["A", "expected_events"] == pytest.approx(500 * 0.012, rel=1e-6)
+    assert (out / "figures" / "funnel_ratio_la.png").is_file()
+    assert (out / "figures" / "funnel_ratio_la.svg").is_file()
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "figures/funnel_ratio_la.png" in report
+    assert report.index("figures/funnel_la.png") < report.index("figures/funnel_ratio_la.png")
+    assert "fixed effects alone" in report

@@ -203,6 +203,48 @@ def _funnel(run_dir: Path, units: pd.DataFrame, term: str, w: _Words,
     return _figure(fig, run_dir, f"funnel_{term}"), caption, where
 
 
+def _funnel_ratio(run_dir: Path, units: pd.DataFrame, term: str, w: _Words,
+                  min_pupils: int, names: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+    """The funnel of a group term's indirectly standardised ratios ``O / E`` against ``E``
+    (``unit_standardised_ratio`` rows of ``unit_effects.csv``), and its caption."""
+    from .funnel import funnel_ratios
+    from .plots import funnel_plot
+
+    names = dict(names or {})
+    mine = units[(units.estimand == "unit_standardised_ratio") & (units.group_term == term)]
+    mine = mine[np.isfinite(mine.expected_events) & (mine.expected_events > 0)
+                & (mine.n_pupils >= min_pupils)]
+    if len(mine) < 3:
+        return None
+    table = pd.DataFrame({"unit": [names.get(str(u), str(u)) for u in mine.unit],
+                          "n_events": mine.n_events.to_numpy(dtype=float),
+                          "expected": mine.expected_events.to_numpy(dtype=float)})
+    f = funnel_ratios(table, unit="unit")
+    fig = funnel_plot(f.units, f.limits(), target=f.target,
+                      xlabel="Expected events E (log scale)",
+                      ylabel="Observed / expected events (O/E)",
+                      title=f"Standardised event ratios by {_noun(term)}, with 95% and "
+                            "99.8% limits adjusted for overdispersion")
+    _plain_ticks(fig.axes[0].xaxis, float(table.expected.min()), float(table.expected.max()))
+    values = f.units["ratio"][f.units["ratio"] > 0]
+    if len(values):
+        low, high = float(values.min()) / 1.5, float(values.max()) * 1.5
+        fig.axes[0].set_ylim(low, high)
+        _ratio_ticks(fig.axes[0].yaxis, low, high)
+    n_out = int(f.units["outside_998"].sum())
+    total_o, total_e = float(table.n_events.sum()), float(table.expected.sum())
+    caption = (f"Observed over expected events (O/E) of {_plural(len(table), _noun(term) + ' unit')}"
+               f" with at least {min_pupils} {w.unit} against E. E is the sum over the unit's cells of `{w.trials}` times the "
+               f"{w.rate} the model predicts from its fixed effects alone (every unit effect "
+               "at zero): the events expected given the unit's pupils' characteristics, at an "
+               f"average {_noun(term)}. Over all units O/E = {total_o / total_e:.2f}. "
+               f"Overdispersion factor phi = {f.phi:.2f}"
+               + (f"; limits widened by sqrt(phi) = {np.sqrt(f.phi):.2f}" if f.phi > 1 else "")
+               + f". {_plural(n_out, 'unit lies', 'units lie')} outside the adjusted 99.8% "
+               "limits.")
+    return _figure(fig, run_dir, f"funnel_ratio_{term}"), caption
+
+
 def _plain_ticks(axis: Any, low: float, high: float) -> None:
     """Log-axis ticks at 1, 2, 5 x 10^k (1 x 10^k over wide ranges), as plain numbers."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -388,6 +430,12 @@ def _variation(run_dir: Path, saved: Mapping[str, Any], w: _Words,
         if funnel is not None:
             blocks.append(doc.Figure(funnel[0], alt=f"Funnel plot of {_noun(term)} rates",
                                      caption=funnel[1]))
+        if "expected_events" in units.columns:
+            ratio = _funnel_ratio(run_dir, units, term, w, min_pupils,
+                                  _unit_names(units, term))
+            if ratio is not None:
+                blocks.append(doc.Figure(ratio[0], alt=f"Funnel plot of {_noun(term)} "
+                                         "standardised ratios", caption=ratio[1]))
         mine = units[(units.estimand == "unit_ratio") & (units.group_term == term)]
         if not len(mine):
             continue
@@ -428,6 +476,41 @@ def _variation(run_dir: Path, saved: Mapping[str, Any], w: _Words,
                f" lie above the funnel's 99.8% limit, of which "
                f"{sum(position.get(str(u)) == 'above' for u in flagged.unit):,} are also "
                "flagged by the model." if position else "")))
+    return blocks
+
+
+def _shares(saved: Mapping[str, Any], w: _Words) -> list[doc.Block]:
+    """Share of events on pupils in overlapping groups (``event_share_*`` rows)."""
+    est = saved["estimates"]
+    pick = est[est.estimand.isin(["event_share_observed", "pupil_share",
+                                  "event_share_expected"])]
+    if not len(pick):
+        return []
+    blocks: list[doc.Block] = [doc.Heading("Share of events on overlapping groups")]
+    rows = []
+    for level, part in pick.groupby("level", sort=False):
+        by = part.set_index("estimand")
+        obs, pup = by.loc["event_share_observed"], by.loc["pupil_share"]
+        exp = by.loc["event_share_expected"]
+        rows.append({"group": level,
+                     "observed": f"{100 * obs.estimate:.1f}%",
+                     "pupils": f"{100 * pup.estimate:.1f}%",
+                     "expected": f"{100 * exp.estimate:.1f}% ({100 * exp.conf_low:.1f}% to "
+                                 f"{100 * exp.conf_high:.1f}%)"})
+    blocks.append(doc.Table(
+        pd.DataFrame(rows), labels={"group": f"{_cap(w.unit)} with any of",
+                                    "observed": "Share of events (observed)",
+                                    "pupils": f"Share of {w.unit}",
+                                    "expected": f"Share of events (model, {w.ci} interval)"},
+        align={"observed": "right", "pupils": "right", "expected": "right"},
+        caption="Share of all events falling on these (overlapping) groups"))
+    blocks.append(doc.Paragraph(
+        f"A {w.pupil} counts once however many of the groups they belong to; the observed "
+        f"share is their events over all events, set beside their share of {w.unit} (as in "
+        "the Timpson Review's \"78% of permanent exclusions were of pupils with SEN, CIN or "
+        "FSM\"), and the model's share is their expected events (`" + w.trials + "` times the "
+        f"predicted {w.rate}) over all expected events, which shows how far the model "
+        "reproduces the concentration of events."))
     return blocks
 
 
@@ -706,6 +789,7 @@ def render_report(run_dir: str | os.PathLike[str]) -> Path:
     blocks: list[doc.Block] = [doc.Paragraph(intro)]
     blocks += _methods(run, w)
     blocks += _results(run_dir, saved, w)
+    blocks += _shares(saved, w)
     blocks += _variation(run_dir, saved, w, rules.min_pupils)
     blocks += _slopes(saved, w)
     blocks += _ladder(saved, w)
