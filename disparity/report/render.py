@@ -316,10 +316,14 @@ def _ratio_table(est: pd.DataFrame, variable: str, info: Mapping[str, Any],
             row[key] = ("x" if not len(r) else format_estimate(
                 r.estimate.iloc[0], r.conf_low.iloc[0], r.conf_high.iloc[0], scale=scale))
         rows.append(row)
+    # With an interaction with year the coefficient is the ratio in the reference year only.
+    by_year = bool(((est.estimand == "rate_ratio_by_year") & (est.variable == variable)).any())
+    coef_label = (f"{_cap(w.odds)} (model coefficient: reference year only, see by year)"
+                  if by_year else f"{_cap(w.odds)} (model coefficient)")
     labels = {"level": _label(variable), "crude": f"Crude {w.ratio}",
               "adjusted": f"Adjusted {w.ratio}",
               "difference": f"Adjusted {w.rate} difference per {w.per_text}",
-              "coef": f"{_cap(w.odds)} (model coefficient)"}
+              "coef": coef_label}
     align = {k: "right" for k in labels if k != "level"}
     return doc.Table(pd.DataFrame(rows), labels=labels, align=align,
                      caption=f"{_cap(w.ratio)}s by {_noun(variable)} ({w.ci} intervals)")
