@@ -55,16 +55,7 @@ __all__ = [
 
 # --------------------------------------------------------------------------- constants
 #: Markers used in EES files for a value that is not given, and what each one means.
-MARKERS: dict[str, str] = {
-    "x": "x: suppressed (1 or 2, or a rate based on one)",
-    "c": "c: confidential",
-    "z": "z: not applicable",
-    ".": ".: not applicable",
-    "low": "low: rounds to 0 but is not 0",
-    ":": ":: not available",
-    "..": "..: not available",
-    "": "blank: no value in the file",
-}
+MARKERS: dict[str, str] = {**voc.SUPPRESSION_MARKERS, "": "blank: no value in the file"}
 
 #: Source count column -> canonical count column.
 COUNT_COLUMNS: dict[str, str] = {

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from disparity import vocabulary
 from disparity.errors import SpecError, ValidationError
 from disparity.vocabulary import (
     ANY_SUSP,
@@ -42,9 +43,10 @@ from disparity.vocabulary import (
     events_column,
 )
 
-#: Markers that official tables put in place of a number (GSS and DfE practice). In a count
-#: column of a cells table they mean "suppressed": read as missing, never as zero.
-SUPPRESSION_MARKERS: frozenset[str] = frozenset({"x", "c", "z", "low", ":", "..", "."})
+#: Markers that official tables put in place of a number (GSS and DfE practice;
+#: :data:`disparity.vocabulary.SUPPRESSION_MARKERS`). In a count column of a cells table they
+#: mean "suppressed": read as missing, never as zero.
+SUPPRESSION_MARKERS: frozenset[str] = frozenset(vocabulary.SUPPRESSION_MARKERS)
 
 #: Ending of the columns that say why a count is missing (``n_perm_excl_missing``, as
 #: :mod:`disparity.dfe` writes them); they are neither counts nor grouping columns.

@@ -71,6 +71,21 @@ def events_column(outcome: str) -> str:
     return outcome if outcome.startswith(EVENTS_PREFIX) else EVENTS_PREFIX + outcome
 
 
+#: Markers that official tables (GSS and DfE practice) put in place of a number, and what
+#: each one means. In a count column they are read as missing with this reason, never as 0.
+SUPPRESSION_MARKERS: Mapping[str, str] = MappingProxyType(
+    {
+        "x": "x: suppressed (1 or 2, or a rate based on one)",
+        "c": "c: confidential",
+        "z": "z: not applicable",
+        ".": ".: not applicable",
+        "low": "low: rounds to 0 but is not 0",
+        ":": ":: not available",
+        "..": "..: not available",
+    }
+)
+
+
 # --------------------------------------------------------------------------- levels
 #: DfE minor ethnic groups (the 18 groups of the school census), in DfE order, then the
 #: unclassified category. Labels follow DfE's published spelling, normalised.
