@@ -250,10 +250,12 @@ def build_design(spec: ModelSpec, cells: pd.DataFrame) -> Design:
     """
     import patsy
 
-    from disparity.spec import check_spec_against_data, formula_variables
+    from disparity.formula import model_desc, parse_formula
+    from disparity.spec import check_spec_against_data
 
+    parsed = parse_formula(spec.formula)
     check_spec_against_data(spec, cells)
-    variables = list(formula_variables(spec.formula))
+    variables = list(parsed.columns)
     group_cols = list(dict.fromkeys(c for entry in spec.groups for c in entry.split("/")))
     used = list(dict.fromkeys([spec.events, spec.trials, *variables, *group_cols]))
     _check_values(spec, cells, used)
@@ -295,9 +297,11 @@ def build_design(spec: ModelSpec, cells: pd.DataFrame) -> Design:
     levels_of: dict[str, tuple[str, ...]] = {}
     reference_of: dict[str, str] = {}
     problems: list[str] = []
+    given_reference = {**{c: v for c, v in parsed.categorical.items() if v is not None},
+                       **dict(spec.reference)}
     for var in variables:
         original = cells[var]
-        if not _is_categorical(var, original, spec):
+        if var not in parsed.categorical and not _is_categorical(var, original, spec):
             continue
         candidates = _level_order(var, original)
         text = data[var].astype(str)
@@ -309,8 +313,8 @@ def build_design(spec: ModelSpec, cells: pd.DataFrame) -> Design:
                 f"level(s) {dropped!r} of {var!r} have no pupils and were dropped from the "
                 "model: no effect is estimated for them"
             )
-        if var in spec.reference:
-            ref = str(spec.reference[var])
+        if var in given_reference:
+            ref = str(given_reference[var])
             if ref not in kept:
                 problems.append(
                     f"reference level {ref!r} of {var!r} has no pupils in the cells used; "
@@ -334,7 +338,8 @@ def build_design(spec: ModelSpec, cells: pd.DataFrame) -> Design:
 
     # -- fixed effects
     try:
-        matrix = patsy.dmatrix(spec.formula, data, NA_action="raise", return_type="matrix")
+        matrix = patsy.dmatrix(model_desc(parsed), data, NA_action="raise",
+                               return_type="matrix")
     except patsy.PatsyError as exc:
         raise SpecError(f"formula {spec.formula!r} could not be built on the data: {exc}") from None
     design_info = matrix.design_info
@@ -378,8 +383,7 @@ def build_design(spec: ModelSpec, cells: pd.DataFrame) -> Design:
     for var, group in spec.slopes.items():
         chosen: list[int] = []
         for term, slc in design_info.term_slices.items():
-            codes = [f.code for f in term.factors]
-            if len(codes) == 1 and list(formula_variables(codes[0])) == [var]:
+            if len(term.factors) == 1 and term.factors[0].tree == ("col", var):
                 chosen.extend(range(slc.start, slc.stop))
         if not chosen:
             raise SpecError(

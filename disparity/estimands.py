@@ -942,20 +942,9 @@ _SHARE_EXTRA = ("group_effects", "n_events", "n_pupils", "n_draws", "method")
 
 def _mask(frame: pd.DataFrame, where: str | Mapping[str, Any], what: str) -> np.ndarray:
     if isinstance(where, str):
-        try:
-            result = frame.eval(where)
-        except Exception as exc:  # pandas raises many kinds (UndefinedVariableError, ...)
-            raise SpecError(
-                f"expression {where!r} could not be evaluated on the {what}: {exc}; columns are "
-                f"{list(map(str, frame.columns))!r}"
-            ) from None
-        result = np.asarray(result)
-        if result.shape != (len(frame),) or result.dtype != bool:
-            raise SpecError(
-                f"expression {where!r} must give one True/False per row of the {what}, "
-                f"e.g. \"sen != 'none' or fsm == 'yes'\""
-            )
-        return result
+        from disparity.formula import parse_filter
+
+        return parse_filter(where).mask(frame)
     mask = np.zeros(len(frame), dtype=bool)
     missing = [c for c in where if c not in frame.columns]
     if missing:
@@ -1002,7 +991,8 @@ def event_shares(
     design : Design
         The design ``fit`` was fitted to; the expected share comes from its cells.
     where : str or mapping
-        The pupils counted: a pandas expression evaluated on the rows
+        The pupils counted: a filter (:func:`disparity.formula.parse_filter`; parsed, never
+        evaluated as Python) on the rows
         (``"sen != 'none' or cin == 'yes' or fsm == 'yes'"``; on the design's data,
         categorical variables are text), or a mapping ``{column: level or levels}`` meaning
         any of them (``{"sen": ["sen_support", "ehcp"], "cin": "yes", "fsm": "yes"}``).

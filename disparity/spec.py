@@ -39,7 +39,6 @@ the columns and levels the specification names against a data frame.
 
 from __future__ import annotations
 
-import ast
 import difflib
 import os
 import tomllib
@@ -320,49 +319,24 @@ def _is_number(value: Any) -> bool:
 
 
 def formula_variables(formula: str) -> tuple[str, ...]:
-    """Data columns named by a patsy right-hand side, in order of appearance.
+    """Data columns named by a formula's fixed effects, in order of appearance.
 
-    Function names (``C``, ``np.log``, ``I``) are not columns; ``Q("a name")`` is.
+    The formula is parsed by :mod:`disparity.formula` (never evaluated); transforms
+    (``log``, ``I``, ``C``) are not columns; ``Q("a name")`` is.
+
+    Raises
+    ------
+    SpecError
+        The formula is outside the formula grammar.
 
     Examples
     --------
-    >>> formula_variables("ethnicity + sen:fsm + C(cin) + np.log(age)")
+    >>> formula_variables("ethnicity + sen:fsm + C(cin) + log(age)")
     ('ethnicity', 'sen', 'fsm', 'cin', 'age')
     """
-    import patsy
+    from disparity.formula import formula_columns
 
-    try:
-        desc = patsy.ModelDesc.from_formula(formula)
-    except patsy.PatsyError as exc:
-        raise SpecError(f"formula {formula!r} could not be parsed: {exc}") from None
-    names: list[str] = []
-    for term in desc.rhs_termlist:
-        for factor in term.factors:
-            names.extend(_code_variables(factor.code))
-    return tuple(dict.fromkeys(names))
-
-
-def _code_variables(code: str) -> list[str]:
-    tree = ast.parse(code, mode="eval")
-    called: set[int] = set()
-    out: list[str] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            func = node.func
-            called.add(id(func))
-            if isinstance(func, ast.Attribute):
-                called.add(id(func.value))
-            if isinstance(func, ast.Name) and func.id == "Q" and node.args:
-                arg = node.args[0]
-                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                    out.append(arg.value)
-        elif isinstance(node, ast.Attribute):
-            called.add(id(node.value))  # np.pi, np.log: a module, not a column
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and id(node) not in called:
-            if node.id not in {"C", "Q", "I", "Treatment", "Sum", "Poly", "np", "True", "False"}:
-                out.append(node.id)
-    return out
+    return formula_columns(formula)
 
 
 # --------------------------------------------------------------------------- reading
@@ -495,10 +469,32 @@ def spec_from_dict(
     # -- [model]
     model = table("model")
     problems += _unknown_keys(model, _MODEL_KEYS, "[model]")
-    for key in ("family", "events", "formula"):
-        if key not in model:
-            problems.append(f"[model] {key} is required")
+    parsed = None
+    if "formula" in model:
+        f = model["formula"]
+        if not isinstance(f, str) or not f.strip():
+            problems.append(f"[model] formula must be a string such as \"sen + fsm\", not {f!r}")
+        else:
+            from disparity.formula import parse_formula
+
+            try:
+                parsed = parse_formula(f)
+            except SpecError as exc:
+                problems.append(f"[model] {exc}")
+    else:
+        problems.append("[model] formula is required")
+    response = parsed is not None and parsed.has_response
+    if "events" not in model and not response:
+        problems.append("[model] events is required (or write the response in the formula, "
+                        "e.g. formula = \"p(n_perm_excl, n_pupils) ~ ethnicity\")")
     family = model.get("family")
+    if family is None and response:
+        if parsed.trials is None:
+            problems.append("[model] family is required for a count response (poisson or "
+                            "negative_binomial); p(events, trials) in the formula means binomial")
+        family = "binomial"
+    elif family is None:
+        problems.append("[model] family is required")
     if family is not None:
         if family not in FAMILIES:
             problems.append(
@@ -514,28 +510,9 @@ def spec_from_dict(
                 problems.append(f"[model] {key} must be a column name (a string), not {v!r}")
             else:
                 kw[key] = v
-    if "formula" in model:
-        f = model["formula"]
-        if not isinstance(f, str) or not f.strip():
-            problems.append(f"[model] formula must be a string such as \"sen + fsm\", not {f!r}")
-        else:
-            f = f.strip()
-            if f.startswith("~"):
-                f = f[1:].strip()
-            if "~" in f:
-                problems.append(
-                    f"[model] formula {f!r} has a left-hand side; write only the fixed effects "
-                    "(e.g. \"sen + fsm\"): the outcome is given by events and trials"
-                )
-            else:
-                try:
-                    formula_variables(f)
-                except SpecError as exc:
-                    problems.append(f"[model] {exc}")
-                except SyntaxError as exc:
-                    problems.append(f"[model] formula {f!r} could not be parsed: {exc}")
-                else:
-                    kw["formula"] = f
+    if parsed is not None:
+        kw["formula"] = parsed.fixed
+        problems += _formula_keys(parsed, model, kw, family)
     groups: tuple[str, ...] = ()
     if "groups" in model:
         g = model["groups"]
@@ -564,6 +541,13 @@ def spec_from_dict(
                         f"({list(groups)!r}); name each grouping factor once"
                     )
                 kw["groups"] = groups
+    if parsed is not None and parsed.groups:
+        if "groups" in model and tuple(groups) != parsed.groups:
+            problems.append(f"[model] groups {list(groups)!r} differ from the random-effects "
+                            f"terms of the formula {list(parsed.groups)!r}; give them in one "
+                            "place")
+        groups = parsed.groups
+        kw["groups"] = groups
     term_names = group_term_names(groups)
     for key in ("slopes", "reference"):
         if key in model:
@@ -578,6 +562,19 @@ def spec_from_dict(
                 )
                 continue
             kw[key] = FrozenMap(dict(m))
+    if parsed is not None:
+        for key, found in (("slopes", dict(parsed.slopes)),
+                           ("reference", {c: v for c, v in parsed.categorical.items()
+                                          if v is not None})):
+            if not found:
+                continue
+            given = dict(kw.get(key, {}))
+            clash = {k: (given[k], v) for k, v in found.items() if k in given and given[k] != v}
+            if clash:
+                problems.append(f"[model] {key} and the formula disagree on "
+                                f"{', '.join(f'{k!r} ({a!r} vs {b!r})' for k, (a, b) in clash.items())}"
+                                "; give each in one place")
+            kw[key] = FrozenMap({**given, **found})
     for var, grp in kw.get("slopes", {}).items():
         if grp not in term_names:
             problems.append(
@@ -682,6 +679,37 @@ def spec_from_dict(
     if problems:
         _raise(problems, f"model specification{where_file}")
     return ModelSpec(**kw)
+
+
+def _formula_keys(parsed: Any, model: Mapping[str, Any], kw: dict[str, Any],
+                  family: Any) -> list[str]:
+    """Take the response of a full formula into ``kw``; problems where it clashes with the
+    ``events``/``trials`` keys or the family."""
+    problems: list[str] = []
+    if not parsed.has_response:
+        if parsed.exposure is not None:
+            kw.setdefault("trials", parsed.exposure)
+        return problems
+    pairs = [("events", parsed.events), ("trials", parsed.trials or parsed.exposure)]
+    for key, value in pairs:
+        if value is None:
+            continue
+        if key in model and model[key] != value:
+            problems.append(f"[model] {key} = {model[key]!r} but the formula's response says "
+                            f"{value!r}; give it in one place")
+        kw[key] = value
+    if parsed.trials is not None and family not in (None, "binomial"):
+        problems.append(f"[model] p(events, trials) is a binomial response, but family is "
+                        f"{family!r}; for counts write \"{parsed.events} ~ ... + "
+                        f"offset(log({parsed.trials}))\"")
+    if parsed.trials is None and family == "binomial":
+        problems.append(f"[model] the response {parsed.events!r} is a count, but family is "
+                        f"'binomial'; write p({parsed.events}, n_pupils) ~ ... for events out "
+                        "of trials, or choose family poisson or negative_binomial")
+    elif parsed.trials is None and parsed.exposure is None and "trials" not in model:
+        problems.append(f"[model] the count response {parsed.events!r} needs an exposure: add "
+                        "offset(log(n_pupils)) to the formula or set trials")
+    return problems
 
 
 def _data_options(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
