@@ -4,6 +4,7 @@ Every command has ``--help``. Bad input prints a one-paragraph message naming wh
 wrong and how to fix it, and exits with status 2, never with a traceback.
 
 Exit codes: 0 success; 2 bad input or request (a :class:`~disparity.errors.DisparityError`);
+3 a fit did not converge (nothing published; ``--allow-unconverged`` publishes it);
 130 interrupted.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .errors import DisparityError
+from .errors import DisparityError, UnconvergedError
 
 COMPARISONS = ("others", "reference", "alternate", "weighted")
 KINDS = ("dfe", "pupils", "cells")
@@ -113,15 +114,16 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_fit(args: argparse.Namespace) -> int:
-    from .fitting import fit_model, write_run
-    from .spec import load_spec
+def _run_options(args: argparse.Namespace) -> dict:
+    return dict(restricted=args.restricted, force=args.force,
+                allow_unconverged=args.allow_unconverged)
 
-    spec = load_spec(args.model)
-    if args.engine:
-        spec = spec.replace(engine=args.engine)
-    fit = fit_model(spec, data=args.data, progress=not args.quiet)
-    out = write_run(fit, args.output, spec)
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from .runner import run_model
+
+    out = run_model(_overridden(args), args.output, data=args.data, scope="fit",
+                    progress=not args.quiet, **_run_options(args))
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
@@ -129,10 +131,20 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .runner import run_model
 
-    out = run_model(args.model, args.output, data=args.data, engine=args.engine,
-                    progress=not args.quiet)
+    out = run_model(_overridden(args), args.output, data=args.data, progress=not args.quiet,
+                    **_run_options(args))
     print(f"wrote {out / 'report.html'} and {out / 'estimates.csv'}", file=sys.stderr)
     return 0
+
+
+def _overridden(args: argparse.Namespace):
+    """The model file's spec with the command line's --engine, --draws, --chains, --seed and
+    --ci-prob applied (checked as the model file's own values are)."""
+    from .spec import load_spec, spec_overrides
+
+    spec = load_spec(args.model)
+    return spec_overrides(spec, engine=args.engine, draws=args.draws, chains=args.chains,
+                          seed=args.seed, ci_prob=args.ci_prob)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -205,29 +217,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=KINDS, default=None)
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("fit", help="fit a model file; write estimates.csv and diagnostics",
-                       description="Fit the model described by a TOML model file.")
-    p.add_argument("model", type=Path, help="models/NAME.toml")
-    p.add_argument("--data", type=Path, default=None, help="override the model file's data path")
-    p.add_argument("--engine", choices=ENGINES, default=None)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("-o", "--output", type=Path, required=True, help="run directory")
-    p.set_defaults(func=_cmd_fit)
-
-    p = sub.add_parser("run", help="fit a model file and write estimates, figures and a report",
-                       description="Fit the model of a TOML model file, compute adjusted rate "
-                       "ratios, unit effects and the adjustment ladder, and write "
-                       "estimates.csv, figures, report.md, report.html and manifest.json.")
-    p.add_argument("model", type=Path, help="models/NAME.toml")
-    p.add_argument("-o", "--output", type=Path, required=True, help="run directory")
-    p.add_argument("--data", type=Path, default=None, help="override the model file's data path")
-    p.add_argument("--engine", choices=ENGINES, default=None)
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(func=_cmd_run)
+    for name in ("fit", "run"):
+        if name == "fit":
+            p = sub.add_parser("fit", help="fit a model file; write estimates.csv and "
+                               "diagnostics", description="Fit the model described by a TOML "
+                               "model file and publish its estimates (no report).")
+        else:
+            p = sub.add_parser(
+                "run", help="fit a model file and write estimates, figures and a report",
+                description="Fit the model of a TOML model file, compute adjusted rate "
+                "ratios, unit effects and the adjustment ladder, and publish estimates.csv, "
+                "figures, report.md, report.html and manifest.json. Every count, rate and "
+                "crude ratio that leaves the run is disclosure-controlled. Exit status 3: the "
+                "fit did not converge (nothing published unless --allow-unconverged).")
+        p.add_argument("model", type=Path, help="models/NAME.toml")
+        p.add_argument("-o", "--output", type=Path, required=True,
+                       help="run folder (made if needed; a previous run there is replaced "
+                       "whole)")
+        p.add_argument("--data", type=Path, default=None,
+                       help="override the model file's data path")
+        p.add_argument("--engine", choices=ENGINES, default=None,
+                       help="override [fit] engine")
+        p.add_argument("--draws", type=int, default=None,
+                       help="pymc: posterior draws per chain (default: [fit] draws, 1000)")
+        p.add_argument("--chains", type=int, default=None,
+                       help="pymc: number of chains (default: [fit] chains, 4)")
+        p.add_argument("--seed", type=int, default=None,
+                       help="random seed, 0 to 2**32 - 1 (default: [fit] seed)")
+        p.add_argument("--ci-prob", type=float, default=None,
+                       help="interval probability (default: [report] ci_prob, 0.95)")
+        p.add_argument("--restricted", action="store_true",
+                       help="also write restricted/ (raw counts, cells and the fit) for "
+                       "quality assurance; NOT for release")
+        p.add_argument("--force", action="store_true",
+                       help="replace the folder even if it holds files disparity did not "
+                       "write (they are deleted)")
+        p.add_argument("--allow-unconverged", action="store_true",
+                       help="publish a fit that did not converge (its report opens with a "
+                       "warning); without it such a run exits with status 3")
+        p.add_argument("--quiet", action="store_true", help="no progress lines")
+        p.set_defaults(func=_cmd_fit if name == "fit" else _cmd_run)
 
     p = sub.add_parser("report", help="re-render report.md/html of a run without refitting",
-                       description="Redraw the figures and rewrite report.md and report.html "
-                       "of a run directory from its saved files.")
+                       description="Check a run folder's files against its manifest, then "
+                       "redraw the figures and rewrite report.md and report.html from its "
+                       "published tables.")
     p.add_argument("run_dir", type=Path, help="a directory written by `disparity run`")
     p.set_defaults(func=_cmd_report)
     return parser
@@ -239,6 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except UnconvergedError as exc:
+        print(f"disparity {args.command}: error: {exc}", file=sys.stderr)
+        return 3
     except DisparityError as exc:
         print(f"disparity {args.command}: error: {exc}", file=sys.stderr)
         return 2

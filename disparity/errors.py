@@ -33,6 +33,15 @@ class ReadError(DisparityError, OSError):
     """A file could not be found, opened or parsed."""
 
 
+class WriteError(DisparityError, OSError):
+    """A run folder or output file could not be written (full disk, read-only, in use, or
+    holding files the package did not write)."""
+
+
+class UnconvergedError(DisparityError, RuntimeError):
+    """A fit did not converge; nothing was published. The command line exits with 3."""
+
+
 class SpecError(DisparityError, ValueError):
     """A model specification (TOML file or Python object) is invalid."""
 

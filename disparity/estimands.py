@@ -36,11 +36,9 @@ from disparity.design import Design, counterfactual_X
 from disparity.draws import Draws, is_bayesian, parameter_draws, point_parameters, sd_draws
 from disparity.engines.base import ESTIMATE_COLUMNS, Fit
 from disparity.errors import DisparityError, DisparityWarning, SpecError
+from disparity.settings import GROUP_EFFECTS, STANDARDS
+from disparity.vocabulary import YEAR
 
-#: How group effects enter a prediction (see :func:`rate_ratios`).
-GROUP_EFFECTS: tuple[str, ...] = ("observed", "conditional", "integrated")
-#: Standard populations of :func:`rate_ratios`.
-STANDARDS: tuple[str, ...] = ("all", "group")
 #: Keys of a ``[[ladder]]`` entry (see :func:`adjustment_ladder`).
 LADDER_KEYS: tuple[str, ...] = ("label", "formula", "groups", "slopes", "engine")
 #: ``exp(coef) / rate_ratio`` above which :class:`OddsRatioWarning` is raised.
@@ -1252,3 +1250,38 @@ def adjustment_ladder(
                 "standard": standard, "note": MEDIATOR_NOTE,
             })
     return pd.DataFrame(rows, columns=list(LADDER_COLUMNS))
+
+
+# --------------------------------------------------------------------------- by year
+def _year_design(design: Any, year: str) -> Any:
+    """The cells of one year of ``design`` (same columns, units and levels; fewer rows)."""
+    keep = np.flatnonzero(design.data[YEAR].astype(str).to_numpy() == str(year))
+    groups = tuple(replace(g, index=np.asarray(g.index)[keep]) for g in design.groups)
+    return replace(design, X=np.asarray(design.X)[keep], events=np.asarray(design.events)[keep],
+                   trials=np.asarray(design.trials)[keep], groups=groups,
+                   data=design.data.iloc[keep].reset_index(drop=True))
+
+
+def interacts_with_year(design: Any, variable: str) -> bool:
+    """Whether the formula lets ``variable``'s effect differ by year (``variable * year``)."""
+    if variable == YEAR or YEAR not in design.levels:
+        return False
+    return any(":" in term and f"{variable}[" in term and f"{YEAR}[" in term
+               for term in design.terms)
+
+
+def rate_ratios_by_year(fit: Fit, design: Design, variable: str, *,
+                        group_effects: str = "observed", standard: str = "all",
+                        **common: Any) -> pd.DataFrame:
+    """Standardised rate ratios of ``variable`` within each year, when it interacts with year.
+
+    Each year's ratio is :func:`rate_ratios` over that year's cells only, so with a log link
+    and no other covariates it equals ``exp(b_level + b_level:year)``. Rows are those of
+    :func:`rate_ratios` with ``estimand`` ending ``_by_year`` and a ``year`` column.
+    """
+    parts = []
+    for year in design.levels[YEAR]:
+        rr = rate_ratios(fit, _year_design(design, year), variable,
+                         group_effects=group_effects, standard=standard, **common)
+        parts.append(rr.assign(estimand=rr["estimand"] + "_by_year", year=str(year)))
+    return pd.concat(parts, ignore_index=True)

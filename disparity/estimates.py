@@ -21,6 +21,32 @@ RATIO_ESTIMAND: dict[str, str] = {
     "negative_binomial": "rate_ratio",
 }
 
+#: Columns of ``estimates.csv`` after :data:`~disparity.engines.base.ESTIMATE_COLUMNS`.
+ESTIMATES_EXTRA: tuple[str, ...] = (
+    "variable", "level", "reference", "group_effects", "standard", "rate", "rate_reference",
+    "n_events", "n_pupils", "variance", "step", "step_label", "formula", "groups", "n_draws",
+    "method", "note", "year",
+)
+#: Columns of ``unit_effects.csv``.
+UNIT_COLUMNS: tuple[str, ...] = (*ESTIMATE_COLUMNS, "group_term", "unit", "label", "variable",
+                                 "level",
+                                 "reference", "n_pupils", "n_events", "observed_rate",
+                                 "prob_exceeds", "threshold", "p_value", "q_value", "flag_fdr",
+                                 "fdr", "n_draws", "method", "expected_events")
+#: Columns of ``cells_summary.csv``: observed counts by variable level, by unit, by year.
+SUMMARY_COLUMNS: tuple[str, ...] = ("margin", "by", "level", "year", "n_pupils", "n_events")
+
+
+def link_of(family: str) -> str:
+    """The link function of a family: ``"logit"`` (binomial) or ``"log"`` (counts).
+
+    Examples
+    --------
+    >>> link_of("binomial"), link_of("poisson")
+    ('logit', 'log')
+    """
+    return "logit" if family == "binomial" else "log"
+
 
 def _normal_quantile(p: float) -> float:
     from scipy.stats import norm

@@ -80,6 +80,8 @@ class FrozenMap(dict):
 FAMILIES: tuple[str, ...] = ("binomial", "poisson", "negative_binomial")
 ENGINES: tuple[str, ...] = ("ml", "pymc", "glm")
 SAMPLERS: tuple[str, ...] = ("auto", "pymc", "nutpie", "numpyro")
+#: Largest seed numpy's and the samplers' generators all take (2**32 - 1).
+MAX_SEED: int = 2**32 - 1
 
 #: Weakly-informative prior defaults of the Bayesian engine (link scale):
 #: ``intercept_sd`` Normal(logit/log crude rate, 2.5) on the intercept; ``coef_sd`` Normal(0, 1)
@@ -603,8 +605,9 @@ def spec_from_dict(
     else:
         kw["sampler"] = sampler
     if "seed" in fit:
-        if not _is_int(fit["seed"]) or fit["seed"] < 0:
-            problems.append(f"[fit] seed must be a non-negative integer, not {fit['seed']!r}")
+        if not _is_int(fit["seed"]) or not 0 <= fit["seed"] <= MAX_SEED:
+            problems.append(f"[fit] seed must be a whole number from 0 to {MAX_SEED}, not "
+                            f"{fit['seed']!r}")
         else:
             kw["seed"] = fit["seed"]
     for key in ("draws", "tune", "chains"):
@@ -881,3 +884,52 @@ def check_spec_against_data(spec: ModelSpec, frame: Any) -> None:
         _raise(problems, "model specification does not match the data")
 
 
+def spec_overrides(spec: ModelSpec, *, engine: str | None = None, draws: int | None = None,
+                   chains: int | None = None, seed: int | None = None,
+                   ci_prob: float | None = None) -> ModelSpec:
+    """``spec`` with command-line overrides, each checked as the model file's own value is.
+
+    Raises
+    ------
+    SpecError
+        Naming each bad value and the valid range.
+
+    Examples
+    --------
+    >>> spec_overrides(ModelSpec(), seed=7, draws=200).seed
+    7
+    >>> spec_overrides(ModelSpec(), seed=-1)
+    Traceback (most recent call last):
+    ...
+    disparity.errors.SpecError: command-line options (1 problem):
+      1. --seed must be a whole number from 0 to 4294967295, not -1
+    """
+    problems: list[str] = []
+    changes: dict[str, Any] = {}
+    if engine is not None:
+        if engine not in ENGINES:
+            problems.append(f"--engine {engine!r} is not known; valid engines are "
+                            f"{_choices(ENGINES)}")
+        else:
+            changes["engine"] = engine
+    for name, value, low in (("draws", draws, 1), ("chains", chains, 1)):
+        if value is not None:
+            if not _is_int(value) or not low <= value <= 1_000_000:
+                problems.append(f"--{name} must be a whole number from {low} to 1000000, "
+                                f"not {value!r}")
+            else:
+                changes[name] = value
+    if seed is not None:
+        if not _is_int(seed) or not 0 <= seed <= MAX_SEED:
+            problems.append(f"--seed must be a whole number from 0 to {MAX_SEED}, not {seed!r}")
+        else:
+            changes["seed"] = seed
+    if ci_prob is not None:
+        if not _is_number(ci_prob) or not 0 < ci_prob < 1:
+            problems.append(f"--ci-prob must be a number between 0 and 1, not {ci_prob!r}")
+        else:
+            changes["ci_prob"] = float(ci_prob)
+            changes["report"] = FrozenMap({**dict(spec.report), "ci_prob": float(ci_prob)})
+    if problems:
+        _raise(problems, "command-line options")
+    return spec.replace(**changes) if changes else spec

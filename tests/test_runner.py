@@ -15,12 +15,13 @@ from disparity.cli import main
 from disparity.engines.base import ESTIMATE_COLUMNS
 from disparity.errors import DisparityError, SpecError
 from disparity.estimands import MEDIATOR_NOTE, OddsRatioWarning
-from disparity.runner import ReportSettings, rerender, run_model, write_table
+from disparity.report.publish import csv_bytes
+from disparity.runner import ReportSettings, fit_result, rerender, run_model
 
 ROOT = Path(__file__).resolve().parents[1]
 CBPP = ROOT / "models" / "cbpp.toml"
 FILES = ("estimates.csv", "unit_effects.csv", "cells_summary.csv", "diagnostics.json",
-         "fit.pkl", "report.md", "report.html", "manifest.json",
+         "report.md", "report.html", "manifest.json",
          "figures/forest_period.png", "figures/forest_period.svg",
          "figures/funnel_herd.png", "figures/funnel_herd.svg")
 
@@ -90,13 +91,32 @@ def test_rerender_reproduces_the_report(ml_run, tmp_path: Path):
     copy = tmp_path / "copy"
     shutil.copytree(ml_run, copy)
     before = (copy / "report.md").read_bytes(), (copy / "report.html").read_bytes()
-    (copy / "report.md").unlink()
-    (copy / "figures" / "forest_period.png").unlink()
+    png = (copy / "figures" / "forest_period.png").read_bytes()
     assert rerender(copy) == copy / "report.md"
     assert (copy / "report.md").read_bytes() == before[0]
     assert (copy / "report.html").read_bytes() == before[1]
-    assert (copy / "figures" / "forest_period.png").is_file()
-    assert "rerendered" in json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
+    assert (copy / "figures" / "forest_period.png").read_bytes() == png
+    manifest = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
+    assert "rerendered" in manifest
+    listed = {f["path"]: f["sha256"] for f in manifest["files"]}
+    assert listed["report.md"] == hashlib.sha256(before[0]).hexdigest()
+
+
+def test_rerender_refuses_a_changed_or_incomplete_folder(ml_run, tmp_path: Path):
+    import shutil
+
+    from disparity.errors import ReadError
+
+    copy = tmp_path / "copy"
+    shutil.copytree(ml_run, copy)
+    text = (copy / "estimates.csv").read_bytes()
+    (copy / "estimates.csv").write_bytes(text[: len(text) // 2])  # half-truncated
+    with pytest.raises(ReadError, match="'estimates.csv'.*differs"):
+        rerender(copy)
+    (copy / "estimates.csv").write_bytes(text)
+    (copy / "figures" / "forest_period.png").unlink()
+    with pytest.raises(ReadError, match="figures/forest_period.png.*missing"):
+        rerender(copy)
 
 
 def test_manifest_hashes_match_the_files(ml_run):
@@ -196,20 +216,25 @@ def test_saturated_model_adjusted_ratio_equals_crude(tmp_path: Path):
     model.write_text('[model]\nfamily = "binomial"\nevents = "n_perm_excl"\n'
                      'formula = "sen"\n[model.reference]\nsen = "none"\n'
                      '[fit]\nengine = "glm"\n[report]\nn_draws = 50\n')
-    out = run_model(model, tmp_path / "run", data=cells, progress=False)
-    table = pd.read_csv(out / "estimates.csv")
+    result = fit_result(model, data=cells, progress=False)
+    table = result.estimates
     rr = table[(table.estimand == "rate_ratio")].set_index("level").estimate
     # (10 / 200) / (20 / 1000) = 2.5 and (1 / 50) / (20 / 1000) = 1.0
     assert rr["support"] == pytest.approx(2.5, rel=1e-6)
     assert rr["ehcp"] == pytest.approx(1.0, rel=1e-6)
+    # published: a saturated model's ratios are crude ratios, so EHC plan's (1 event) and
+    # the one its total would reveal (support's 10) are suppressed
+    out = run_model(model, tmp_path / "run", data=cells, progress=False)
+    published = pd.read_csv(out / "estimates.csv", dtype=str, keep_default_na=False)
+    shown = published[published.estimand == "rate_ratio"].set_index("level").estimate
+    assert shown["ehcp"] == "c" and shown["support"] == "c"
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["data"]["path"] is None  # a frame in memory: hashed, no file
+    assert manifest["data"]["display"] == "a data frame passed in memory"
 
 
-def test_write_table_refuses_pupil_rows(tmp_path: Path):
+def test_csv_writer_refuses_pupil_rows():
     with pytest.raises(DisparityError, match="pupil_id"):
-        write_table(pd.DataFrame({"pupil_id": [1], "x": [2]}), tmp_path / "t.csv")
-    assert not (tmp_path / "t.csv").exists()
+        csv_bytes(pd.DataFrame({"pupil_id": [1], "x": [2]}))
 
 
 def test_report_settings_are_checked():
@@ -242,7 +267,7 @@ def test_cli_run_and_report(tmp_path: Path, capsys):
     assert main(["report", str(tmp_path / "run")]) == 0
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
-    assert "disparity report: error: diagnostics.json not found" in err
+    assert "disparity report: error:" in err and "is not a folder" in err
     assert "Traceback" not in err
 
 
@@ -358,8 +383,8 @@ def test_share_of_events_on_sen_cin_or_fsm_equals_the_hand_count(tmp_path: Path)
     model = tmp_path / "m.toml"
     model.write_text('[model]\nfamily = "poisson"\nevents = "n_perm_excl"\n'
                      'formula = "sen + fsm"\n[fit]\nengine = "glm"\n[report]\nn_draws = 50\n')
-    out = run_model(model, tmp_path / "run", data=_share_cells(), progress=False)
-    table = pd.read_csv(out / "estimates.csv").set_index("estimand")
+    table = fit_result(model, data=_share_cells(), progress=False).estimates
+    table = table.set_index("estimand")
     # by hand: events 6 + 4 + 2 + 7 + 1 + 2 = 22 of 30; pupils 700 of 2,700
     assert table.loc["event_share_observed", "estimate"] == pytest.approx(22 / 30, rel=1e-9)
     assert table.loc["event_share_observed", "n_events"] == 22
@@ -367,15 +392,32 @@ def test_share_of_events_on_sen_cin_or_fsm_equals_the_hand_count(tmp_path: Path)
     assert table.loc["event_share_expected", "level"] == "SEN (support or EHC plan) or CIN or FSM"
     low, high = table.loc["event_share_expected", ["conf_low", "conf_high"]]
     assert 0 < low <= table.loc["event_share_expected", "estimate"] <= high < 1
+    # the counts of sen and fsm are all published (every level has 3 or more events), so
+    # the observed share is published too
+    out = run_model(model, tmp_path / "run", data=_share_cells(), progress=False)
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "## Share of events on overlapping groups" in report
     assert "| SEN (support or EHC plan) or CIN or FSM | 73.3% | 25.9% |" in report  # 22/30, 7/27
     # an override restricted to FSM: events 7 + 1 + 2 = 10 of 30
     model.write_text(model.read_text() + 'share_groups = { fsm = "yes" }\n')
-    out = run_model(model, tmp_path / "run2", data=_share_cells(), progress=False)
-    table = pd.read_csv(out / "estimates.csv").set_index("estimand")
+    table = fit_result(model, data=_share_cells(), progress=False).estimates
+    table = table.set_index("estimand")
     assert table.loc["event_share_observed", "estimate"] == pytest.approx(10 / 30, rel=1e-9)
+    out = run_model(model, tmp_path / "run2", data=_share_cells(), progress=False)
     assert "| FSM (yes) | 33.3% |" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_share_is_suppressed_when_a_count_it_is_built_on_is(tmp_path: Path):
+    cells = _share_cells().assign(n_perm_excl=[3, 5, 1, 4, 2, 7, 1, 2])  # support: 1 + 1
+    model = tmp_path / "m.toml"
+    model.write_text('[model]\nfamily = "poisson"\nevents = "n_perm_excl"\n'
+                     'formula = "sen + fsm"\n[fit]\nengine = "glm"\n[report]\nn_draws = 50\n')
+    out = run_model(model, tmp_path / "run", data=cells, progress=False)
+    table = pd.read_csv(out / "estimates.csv", dtype=str, keep_default_na=False)
+    share = table[table.estimand.isin(["event_share_observed", "pupil_share"])]
+    assert (share.estimate == "c").all() and (share.n_events == "c").all()
+    expected = table[table.estimand == "event_share_expected"]
+    assert expected.estimate.iloc[0] not in ("", "c")  # model-based: published
 
 
 def test_share_groups_setting_is_checked(tmp_path: Path):

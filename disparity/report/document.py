@@ -121,16 +121,18 @@ def to_markdown(blocks: Sequence[Block], *, title: str) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def to_html(blocks: Sequence[Block], *, title: str, base: str | Path) -> str:
-    """The report as one self-contained HTML page: PNGs under ``base`` embedded as data URIs.
+def to_html(blocks: Sequence[Block], *, title: str,
+            images: Mapping[str, bytes] | str | Path) -> str:
+    """The report as one self-contained HTML page, its PNG figures embedded as data URIs.
+
+    ``images`` maps each figure's path to its PNG bytes (or is a folder to read them from).
 
     Examples
     --------
-    >>> page = to_html([Heading("Methods"), Paragraph("A & B")], title="Report", base=".")
+    >>> page = to_html([Heading("Methods"), Paragraph("A & B")], title="Report", images={})
     >>> "<h2>Methods</h2>" in page and "A &amp; B" in page
     True
     """
-    base = Path(base)
     body = [f"<h1>{html.escape(title)}</h1>"]
     for block in blocks:
         if isinstance(block, Heading):
@@ -146,7 +148,9 @@ def to_html(blocks: Sequence[Block], *, title: str, base: str | Path) -> str:
             if block.note:
                 body.append(f'<p class="note">{_inline_html(block.note)}</p>')
         elif isinstance(block, Figure):
-            data = base64.b64encode((base / block.path).read_bytes()).decode("ascii")
+            png = (images[block.path] if isinstance(images, Mapping)
+                   else (Path(images) / block.path).read_bytes())
+            data = base64.b64encode(png).decode("ascii")
             caption = (f"<figcaption>{_inline_html(block.caption)}</figcaption>"
                        if block.caption else "")
             body.append(f'<figure><img src="data:image/png;base64,{data}" '

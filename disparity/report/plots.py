@@ -25,7 +25,8 @@ from ..errors import ValidationError
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["funnel_plot", "forest_plot", "caterpillar_plot", "trend_plot", "save_figure"]
+__all__ = ["funnel_plot", "forest_plot", "caterpillar_plot", "trend_plot", "save_figure",
+           "figure_bytes"]
 
 #: Style applied while a figure is built and saved (fonts >= 9 pt, deterministic SVG ids).
 STYLE = {
@@ -484,6 +485,26 @@ def _cap_first(text: str) -> str:
 
 
 # --------------------------------------------------------------------------- saving
+def figure_bytes(fig: "Figure") -> tuple[bytes, bytes]:
+    """The figure as PNG (150 dpi) and SVG bytes, with no date or software stamp and SVG ids
+    from a fixed salt, so drawing the same figure again gives the same bytes.
+
+    Examples
+    --------
+    >>> fig = trend_plot(pd.DataFrame({"year": ["a", "b"], "rate": [1, 2]}), title="t")
+    >>> png, svg = figure_bytes(fig)
+    >>> png[:4], svg.lstrip()[:5]
+    (b'\x89PNG', b'<?xml')
+    """
+    import io
+
+    png, svg = io.BytesIO(), io.BytesIO()
+    with _style():
+        fig.savefig(png, dpi=PNG_DPI, format="png", metadata={"Software": None})
+        fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+    return png.getvalue(), svg.getvalue()
+
+
 def save_figure(fig: "Figure", path_stem: str | Path) -> list[Path]:
     """Write ``<path_stem>.png`` (150 dpi) and ``<path_stem>.svg``; return their paths.
 
@@ -501,7 +522,7 @@ def save_figure(fig: "Figure", path_stem: str | Path) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     png = stem.with_name(stem.name + ".png")
     svg = stem.with_name(stem.name + ".svg")
-    with _style():
-        fig.savefig(png, dpi=PNG_DPI, format="png", metadata={"Software": None})
-        fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
+    png_bytes, svg_bytes = figure_bytes(fig)
+    png.write_bytes(png_bytes)
+    svg.write_bytes(svg_bytes)
     return [png, svg]

@@ -10,6 +10,7 @@ them as base64 data URIs and stands alone.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from .. import config
 from ..errors import ReadError
 from . import document as doc
 from .tables import (format_count, format_estimate, format_probability, format_ratio)
@@ -26,38 +28,76 @@ __all__ = ["render_report", "load_run"]
 
 _TEXT = ("estimand", "term", "engine", "variable", "level", "reference", "group_effects",
          "standard", "step_label", "formula", "groups", "method", "note", "group_term", "unit",
-         "margin", "by", "year", "label")
+         "margin", "by", "year", "label", "flag_fdr")
 FIGURES = "figures"
 
 
 # --------------------------------------------------------------------------- reading
-def _read(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise ReadError(f"{path.name} not found in {str(path.parent)!r}: not a run folder "
-                        "written by `disparity run` (or the file was removed); run the model again")
-    head = pd.read_csv(path, nrows=0)
-    dtype = {c: str for c in head.columns if c in _TEXT}
-    return pd.read_csv(path, dtype=dtype, keep_default_na=False, na_values=[""])\
-        .fillna({c: "" for c in dtype})
+#: Files a report is drawn from (all published, all disclosure-controlled).
+SAVED_FILES = ("estimates.csv", "unit_effects.csv", "cells_summary.csv", "diagnostics.json")
+#: Symbols a published value may be replaced by (GSS: suppressed, unavailable, not
+#: applicable).
+_SYMBOLS = ("c", "x", "z")
+
+
+def _parse(data: bytes, name: str) -> pd.DataFrame:
+    """A published CSV: text columns as text; number columns as floats, with a
+    ``<column>_symbol`` column where some values are a symbol instead."""
+    try:
+        raw = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise ReadError(f"{name} could not be read as a table ({exc}); run the model again")
+    out: dict[str, Any] = {}
+    for col in raw.columns:
+        text = raw[col]
+        if col in _TEXT:
+            out[col] = text
+            continue
+        symbol = text.isin(_SYMBOLS)
+        numbers = pd.to_numeric(text.mask(symbol | (text == "")), errors="coerce")
+        if numbers.isna().sum() > (symbol | (text == "")).sum():
+            raise ReadError(f"{name}: column {col!r} holds values that are neither numbers nor "
+                            "the symbols c, x, z; the file was changed after the run")
+        out[col] = numbers.astype(float)
+        if symbol.any():
+            out[f"{col}_symbol"] = text.where(symbol, "")
+    return pd.DataFrame(out, index=raw.index)
+
+
+def read_tables(files: Mapping[str, bytes]) -> dict[str, Any]:
+    """The saved tables of a run (``estimates``, ``units``, ``cells``, ``diagnostics``) from
+    the bytes of its published files."""
+    missing = [f for f in SAVED_FILES if f not in files]
+    if missing:
+        raise ReadError(f"{', '.join(missing)} not found: not a run folder written by "
+                        "`disparity run` (or a file was removed); run the model again")
+    try:
+        diagnostics = json.loads(files["diagnostics.json"].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReadError(f"diagnostics.json is not valid JSON ({exc}); run the model again")
+    if "run" not in diagnostics:
+        raise ReadError("diagnostics.json was written by `disparity fit`, not `disparity "
+                        "run`; a report needs `disparity run MODEL.toml -o DIR`")
+    return {
+        "estimates": _parse(files["estimates.csv"], "estimates.csv"),
+        "units": _parse(files["unit_effects.csv"], "unit_effects.csv"),
+        "cells": _parse(files["cells_summary.csv"], "cells_summary.csv"),
+        "diagnostics": diagnostics,
+    }
 
 
 def load_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The saved files of a run folder: ``estimates``, ``units``, ``cells``, ``diagnostics``."""
     run_dir = Path(run_dir)
-    diag_path = run_dir / "diagnostics.json"
-    if not diag_path.is_file():
+    files = {}
+    for name in SAVED_FILES:
+        path = run_dir / name
+        if path.is_file():
+            files[name] = path.read_bytes()
+    if "diagnostics.json" not in files:
         raise ReadError(f"diagnostics.json not found in {str(run_dir)!r}: not a run folder "
                         "written by `disparity run`; give the folder passed to -o")
-    diagnostics = json.loads(diag_path.read_text(encoding="utf-8"))
-    if "run" not in diagnostics:
-        raise ReadError(f"{str(diag_path)!r} was written by `disparity fit`, not `disparity "
-                        "run`; a report needs `disparity run MODEL.toml -o DIR`")
-    return {
-        "estimates": _read(run_dir / "estimates.csv"),
-        "units": _read(run_dir / "unit_effects.csv"),
-        "cells": _read(run_dir / "cells_summary.csv"),
-        "diagnostics": diagnostics,
-    }
+    return read_tables(files)
 
 
 # --------------------------------------------------------------------------- words
@@ -112,18 +152,24 @@ def _join(items: list[str]) -> str:
 
 
 # --------------------------------------------------------------------------- figures
-def _figure(fig: Any, run_dir: Path, name: str) -> str:
-    from .plots import save_figure
+def _figure(fig: Any, files: dict[str, bytes], name: str) -> str:
+    from .plots import figure_bytes
 
-    save_figure(fig, run_dir / FIGURES / name)
+    png, svg = figure_bytes(fig)
+    files[f"{FIGURES}/{name}.png"] = png
+    files[f"{FIGURES}/{name}.svg"] = svg
     return f"{FIGURES}/{name}.png"
 
 
-def _forest(run_dir: Path, est: pd.DataFrame, variable: str, reference: str, w: _Words) -> str:
+def _forest(files: dict[str, bytes], est: pd.DataFrame, variable: str, reference: str,
+            w: _Words) -> str | None:
     from .plots import forest_plot
 
     adjusted = est[(est.estimand == "rate_ratio") & (est.variable == variable)
                    & (est.group_effects != "")]
+    adjusted = adjusted[np.isfinite(adjusted.estimate)]  # hidden: built on a small count
+    if not len(adjusted):
+        return None
     crude = est[(est.estimand == "crude_rate_ratio") & (est.variable == variable)]
     crude = crude[np.isfinite(crude.estimate) & (crude.estimate > 0)
                   & (crude.conf_low > 0)]
@@ -134,7 +180,7 @@ def _forest(run_dir: Path, est: pd.DataFrame, variable: str, reference: str, w: 
     if len(crude):  # legend beside the axes, clear of the bottom row
         fig.axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     _ratio_ticks(fig.axes[0].xaxis, *fig.axes[0].get_xlim())
-    return _figure(fig, run_dir, f"forest_{variable}")
+    return _figure(fig, files, f"forest_{variable}")
 
 
 def _ratio_ticks(axis: Any, low: float, high: float) -> None:
@@ -152,7 +198,7 @@ def _ratio_ticks(axis: Any, low: float, high: float) -> None:
     axis.set_minor_locator(NullLocator())
 
 
-def _funnel(run_dir: Path, units: pd.DataFrame, term: str, w: _Words,
+def _funnel(files: dict[str, bytes], units: pd.DataFrame, term: str, w: _Words,
             min_pupils: int, names: Mapping[str, str] | None = None
             ) -> tuple[str, str, dict[str, str]] | None:
     """The funnel plot of a group term, its caption, and each unit's position against the
@@ -160,8 +206,13 @@ def _funnel(run_dir: Path, units: pd.DataFrame, term: str, w: _Words,
     from .funnel import funnel_proportions, funnel_ratios
     from .plots import funnel_plot
 
+    from .disclosure import OTHER
+
     names = dict(names or {})
-    units = units[units.n_pupils >= min_pupils].rename(columns={"level": "code"})
+    listed = units[[str(u).split("/")[-1] != OTHER for u in units.level]]
+    shown = listed[np.isfinite(listed.n_pupils) & np.isfinite(listed.n_events)]
+    n_hidden = len(listed) - len(shown)
+    units = shown[shown.n_pupils >= min_pupils].rename(columns={"level": "code"})
     if len(units) < 3:
         return None
     units = units.assign(unit=[names.get(str(c), str(c)) for c in units.code])
@@ -194,16 +245,19 @@ def _funnel(run_dir: Path, units: pd.DataFrame, term: str, w: _Words,
                + (f"; limits widened by sqrt(phi) = {np.sqrt(f.phi):.2f}" if f.phi > 1 else "")
                + f". {_plural(n_out, 'unit lies', 'units lie')} outside the adjusted 99.8% limits. "
                "Crude rates do not "
-               "allow for the pupils' characteristics; see the model's unit effects.")
+               "allow for the pupils' characteristics; see the model's unit effects."
+               + (f" {_plural(n_hidden, 'unit is', 'units are')} not drawn: "
+                  f"{'its' if n_hidden == 1 else 'their'} counts are suppressed."
+                  if n_hidden else ""))
     value = f.units[f.value_column].to_numpy(dtype=float)
     outside = f.units["outside_998"].astype(bool).to_numpy()
     position = np.where(~outside, "within", np.where(value > f.target, "above", "below"))
     codes = dict(zip(units.unit.astype(str), units.code.astype(str)))
     where = {codes[str(u)]: str(p) for u, p in zip(f.units["unit"], position)}
-    return _figure(fig, run_dir, f"funnel_{term}"), caption, where
+    return _figure(fig, files, f"funnel_{term}"), caption, where
 
 
-def _funnel_ratio(run_dir: Path, units: pd.DataFrame, term: str, w: _Words,
+def _funnel_ratio(files: dict[str, bytes], units: pd.DataFrame, term: str, w: _Words,
                   min_pupils: int, names: Mapping[str, str] | None = None) -> tuple[str, str] | None:
     """The funnel of a group term's indirectly standardised ratios ``O / E`` against ``E``
     (``unit_standardised_ratio`` rows of ``unit_effects.csv``), and its caption."""
@@ -212,8 +266,11 @@ def _funnel_ratio(run_dir: Path, units: pd.DataFrame, term: str, w: _Words,
 
     names = dict(names or {})
     mine = units[(units.estimand == "unit_standardised_ratio") & (units.group_term == term)]
+    n_all = len(mine)
     mine = mine[np.isfinite(mine.expected_events) & (mine.expected_events > 0)
-                & (mine.n_pupils >= min_pupils)]
+                & np.isfinite(mine.n_events) & np.isfinite(mine.n_pupils)
+                & np.isfinite(mine.estimate) & (mine.n_pupils >= min_pupils)]
+    n_hidden = n_all - len(mine)
     if len(mine) < 3:
         return None
     table = pd.DataFrame({"unit": [names.get(str(u), str(u)) for u in mine.unit],
@@ -241,8 +298,10 @@ def _funnel_ratio(run_dir: Path, units: pd.DataFrame, term: str, w: _Words,
                f"Overdispersion factor phi = {f.phi:.2f}"
                + (f"; limits widened by sqrt(phi) = {np.sqrt(f.phi):.2f}" if f.phi > 1 else "")
                + f". {_plural(n_out, 'unit lies', 'units lie')} outside the adjusted 99.8% "
-               "limits.")
-    return _figure(fig, run_dir, f"funnel_ratio_{term}"), caption
+               "limits."
+               + (f" {_plural(n_hidden, 'unit is', 'units are')} not drawn (suppressed "
+                  "counts, or no expected events)." if n_hidden else ""))
+    return _figure(fig, files, f"funnel_ratio_{term}"), caption
 
 
 def _plain_ticks(axis: Any, low: float, high: float) -> None:
@@ -270,17 +329,17 @@ def _unit_names(units: pd.DataFrame, term: str) -> dict[str, str]:
     return dict(zip(mine.unit.astype(str), mine.label.astype(str)))
 
 
-def _caterpillar(run_dir: Path, units: pd.DataFrame, term: str, w: _Words) -> str:
+def _caterpillar(files: dict[str, bytes], units: pd.DataFrame, term: str, w: _Words) -> str:
     from .plots import caterpillar_plot
 
     frame = units[(units.estimand == "unit_ratio") & (units.group_term == term)]
     frame = frame.assign(display=_display_units(frame))
     fig = caterpillar_plot(frame, label="display", title=f"Unit effects: {_noun(term)}",
                            value_label=f"{_cap(w.odds)} relative to an average {_noun(term)}")
-    return _figure(fig, run_dir, f"caterpillar_{term}")
+    return _figure(fig, files, f"caterpillar_{term}")
 
 
-def _trend(run_dir: Path, cells: pd.DataFrame, variable: str, w: _Words) -> str:
+def _trend(files: dict[str, bytes], cells: pd.DataFrame, variable: str, w: _Words) -> str:
     from .plots import trend_plot
 
     t = cells[(cells.margin == "trend") & (cells.by == variable) & (cells.n_pupils > 0)]
@@ -288,7 +347,7 @@ def _trend(run_dir: Path, cells: pd.DataFrame, variable: str, w: _Words) -> str:
     fig = trend_plot(t, x="year", y="rate", group=_label(variable),
                      title=f"Observed {w.rate} by {_noun(variable)} and year",
                      ylabel=f"Events per {w.per_text} {w.unit}")
-    return _figure(fig, run_dir, f"trend_{variable}")
+    return _figure(fig, files, f"trend_{variable}")
 
 
 # --------------------------------------------------------------------------- sections
@@ -313,6 +372,9 @@ def _ratio_table(est: pd.DataFrame, variable: str, info: Mapping[str, Any],
         row = {"level": level}
         for key, table, scale in columns:
             r = table[table.level == level]
+            if len(r) and not np.isfinite(r.estimate.iloc[0]):
+                row[key] = _symbol(r, "estimate", r.index[0])
+                continue
             row[key] = ("x" if not len(r) else format_estimate(
                 r.estimate.iloc[0], r.conf_low.iloc[0], r.conf_high.iloc[0], scale=scale))
         rows.append(row)
@@ -329,7 +391,7 @@ def _ratio_table(est: pd.DataFrame, variable: str, info: Mapping[str, Any],
                      caption=f"{_cap(w.ratio)}s by {_noun(variable)} ({w.ci} intervals)")
 
 
-def _results(run_dir: Path, saved: Mapping[str, Any], w: _Words) -> list[doc.Block]:
+def _results(files: dict[str, bytes], saved: Mapping[str, Any], w: _Words) -> list[doc.Block]:
     est = saved["estimates"]
     run = saved["diagnostics"]["run"]
     report = run["report"]
@@ -354,10 +416,12 @@ def _results(run_dir: Path, saved: Mapping[str, Any], w: _Words) -> list[doc.Blo
                 f"The {w.odds}s overstate the adjusted {w.ratio}s of {variable} "
                 f"{_join(list(notes.level))} (events are common): read the {w.ratio}s."))
         blocks += _by_year(est, saved["cells"], variable, info, w)
-        blocks.append(doc.Figure(_forest(run_dir, est, variable, info["reference"], w),
-                                 alt=f"Forest plot of {w.ratio}s by {_noun(variable)}",
-                                 caption=f"Filled circles: adjusted; open squares: crude "
-                                         f"({w.ci} intervals, log scale)."))
+        forest = _forest(files, est, variable, info["reference"], w)
+        if forest is not None:
+            blocks.append(doc.Figure(forest,
+                                     alt=f"Forest plot of {w.ratio}s by {_noun(variable)}",
+                                     caption=f"Filled circles: adjusted; open squares: crude "
+                                             f"({w.ci} intervals, log scale)."))
     return blocks
 
 
@@ -381,7 +445,8 @@ def _by_year(est: pd.DataFrame, cells: pd.DataFrame, variable: str, info: Mappin
                 r.estimate.iloc[0], r.conf_low.iloc[0], r.conf_high.iloc[0]))
             base = rates.get((info["reference"], year), np.nan)
             crude = rates.get((lv, year), np.nan) / base if base else np.nan
-            row[f"{lv} crude"] = format_ratio(crude) if np.isfinite(crude) else "x"
+            row[f"{lv} crude"] = (format_ratio(crude) if np.isfinite(crude)
+                                  else config.SYMBOL_SUPPRESSED)
         rows.append(row)
     columns = ["year"] + [c for lv in levels for c in (lv, f"{lv} crude")]
     labels = {"year": "Year", **{lv: f"{lv}: adjusted" for lv in levels},
@@ -393,7 +458,7 @@ def _by_year(est: pd.DataFrame, cells: pd.DataFrame, variable: str, info: Mappin
                               "adjusted ratios)")]
 
 
-def _variation(run_dir: Path, saved: Mapping[str, Any], w: _Words,
+def _variation(files: dict[str, bytes], saved: Mapping[str, Any], w: _Words,
                min_pupils: int) -> list[doc.Block]:
     est, units, cells = saved["estimates"], saved["units"], saved["cells"]
     run = saved["diagnostics"]["run"]
@@ -428,14 +493,14 @@ def _variation(run_dir: Path, saved: Mapping[str, Any], w: _Words,
         blocks.append(doc.Paragraph(note))
     for term in terms:
         blocks.append(doc.Heading(f"Units: {_noun(term)}", 3))
-        funnel = _funnel(run_dir, cells[(cells.margin == "unit") & (cells.by == term)], term,
+        funnel = _funnel(files, cells[(cells.margin == "unit") & (cells.by == term)], term,
                          w, min_pupils, _unit_names(units, term))
         position = funnel[2] if funnel is not None else {}
         if funnel is not None:
             blocks.append(doc.Figure(funnel[0], alt=f"Funnel plot of {_noun(term)} rates",
                                      caption=funnel[1]))
         if "expected_events" in units.columns:
-            ratio = _funnel_ratio(run_dir, units, term, w, min_pupils,
+            ratio = _funnel_ratio(files, units, term, w, min_pupils,
                                   _unit_names(units, term))
             if ratio is not None:
                 blocks.append(doc.Figure(ratio[0], alt=f"Funnel plot of {_noun(term)} "
@@ -443,7 +508,7 @@ def _variation(run_dir: Path, saved: Mapping[str, Any], w: _Words,
         mine = units[(units.estimand == "unit_ratio") & (units.group_term == term)]
         if not len(mine):
             continue
-        blocks.append(doc.Figure(_caterpillar(run_dir, units, term, w),
+        blocks.append(doc.Figure(_caterpillar(files, units, term, w),
                                  alt=f"Caterpillar plot of {_noun(term)} effects",
                                  caption=f"Shrunken {_noun(term)} effects with {w.ci} "
                                  "intervals, ranked."))
@@ -496,9 +561,12 @@ def _shares(saved: Mapping[str, Any], w: _Words) -> list[doc.Block]:
         by = part.set_index("estimand")
         obs, pup = by.loc["event_share_observed"], by.loc["pupil_share"]
         exp = by.loc["event_share_expected"]
+        def share(value: float) -> str:
+            return f"{100 * value:.1f}%" if np.isfinite(value) else config.SYMBOL_SUPPRESSED
+
         rows.append({"group": level,
-                     "observed": f"{100 * obs.estimate:.1f}%",
-                     "pupils": f"{100 * pup.estimate:.1f}%",
+                     "observed": share(obs.estimate),
+                     "pupils": share(pup.estimate),
                      "expected": f"{100 * exp.estimate:.1f}% ({100 * exp.conf_low:.1f}% to "
                                  f"{100 * exp.conf_high:.1f}%)"})
     blocks.append(doc.Table(
@@ -570,58 +638,83 @@ def _ladder(saved: Mapping[str, Any], w: _Words) -> list[doc.Block]:
             doc.Paragraph("Note: " + MEDIATOR_NOTE + ".")]
 
 
-def _count_table(frame: pd.DataFrame, key: str, label: str, rules: Any,
-                 w: _Words) -> doc.Table | doc.Paragraph:
-    from .suppress import suppress_table
+def _shown(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """Which values of a published number column are shown (not a symbol, not blank)."""
+    values = frame[column].to_numpy(dtype=float)
+    return np.isfinite(values)
 
-    t = frame[["level", "n_pupils", "n_events"]].rename(columns={"level": key})
-    total = pd.DataFrame({key: ["Total"], "n_pupils": [t.n_pupils.sum()],
-                          "n_events": [t.n_events.sum()]})
-    if (t.n_events > t.n_pupils).any():  # counts of repeated events (suspensions)
-        return doc.Paragraph(
-            f"The table of observed events by {label if label.isupper() else label.lower()} "
-            f"is not shown: some rows have more events than {w.unit}, which the disclosure "
-            "control of this package does not yet handle.")
-    out = suppress_table(pd.concat([t, total], ignore_index=True), rows=key,
-                         n_pupils="n_pupils", n_events="n_events", rate="rate", per=w.per,
-                         rules=rules)
-    p = out.published
-    shown = pd.DataFrame({
-        key: list(p[key]),
-        "n_pupils": [format_count(v, s) for v, s in zip(p.n_pupils, p.n_pupils_symbol)],
-        "n_events": [format_count(v, s) for v, s in zip(p.n_events, p.n_events_symbol)],
-        "rate": [s if s else f"{float(v):.2f}" for v, s in zip(p.rate, p.rate_symbol)],
-    })
-    return doc.Table(shown, labels={key: label, "n_pupils": _cap(w.unit),
-                                    "n_events": "Events", "rate": f"Per {w.per_text} {w.unit}"},
+
+def _symbol(frame: pd.DataFrame, column: str, i: Any) -> str:
+    """The symbol standing for a hidden value (``c`` unless the file says otherwise)."""
+    col = f"{column}_symbol"
+    if col in frame.columns and str(frame.at[i, col]):
+        return str(frame.at[i, col])
+    return config.SYMBOL_UNAVAILABLE
+
+
+def _count_table(frame: pd.DataFrame, total: pd.DataFrame, key: str, label: str,
+                 w: _Words) -> doc.Table:
+    """Published pupils, events and their rate by level (or unit), with the total row."""
+    rows = []
+    for part in (frame, total):
+        for i in part.index:
+            n, e = part.at[i, "n_pupils"], part.at[i, "n_events"]
+            level = str(part.at[i, "level"])
+            rows.append({
+                key: "Total" if part is total else level,
+                "n_pupils": format_count(n) if np.isfinite(n) else _symbol(part, "n_pupils", i),
+                "n_events": format_count(e) if np.isfinite(e) else _symbol(part, "n_events", i),
+                "rate": ((f"{w.per * e / n:.2f}" if n > 0 else config.SYMBOL_NOT_APPLICABLE)
+                         if np.isfinite(n) and np.isfinite(e) else config.SYMBOL_SUPPRESSED),
+            })
+    return doc.Table(pd.DataFrame(rows),
+                     labels={key: label, "n_pupils": _cap(w.unit), "n_events": "Events",
+                             "rate": f"Per {w.per_text} {w.unit}"},
                      align={"n_pupils": "right", "n_events": "right", "rate": "right"},
                      caption=f"Observed events (`{w.events}`) and {w.unit} (`{w.trials}`) by "
                              f"{label if label.isupper() else label.lower()}",
-                     note=out.note)
+                     note=_SYMBOL_NOTE)
+
+
+#: Footnote of every count table.
+_SYMBOL_NOTE = ("c: suppressed to protect confidentiality (a count below the thresholds, or "
+                "one that would reveal such a count through a total); z: not applicable; "
+                "x: not available.")
 
 
 def _counts(saved: Mapping[str, Any], w: _Words, rules: Any,
             max_units: int = 200) -> list[doc.Block]:
     cells = saved["cells"]
     run = saved["diagnostics"]["run"]
+    total = cells[cells.margin == "total"]
     blocks: list[doc.Block] = [doc.Heading("Observed counts"), doc.Paragraph(
-        "Counts below are published after disclosure control (primary and secondary "
-        f"suppression: fewer than {rules.min_pupils} {w.unit} or 1 to "
+        "Counts below, and every count, rate and crude ratio elsewhere in this run's files, "
+        "are published after disclosure control over all of them together (primary and "
+        f"secondary suppression: fewer than {rules.min_pupils} {w.unit} or 1 to "
         f"{rules.min_events - 1} events are hidden, and so is any count that would reveal "
-        "them).")]
+        "them through a total of any table).")]
+    for note in run.get("disclosure_notes", []):
+        blocks.append(doc.Paragraph(note))
     for variable in (v["name"] for v in run["spec"]["variables"]):
         part = cells[(cells.margin == "variable") & (cells.by == variable)]
-        blocks.append(_count_table(part, variable, _label(variable), rules, w))
+        blocks.append(_count_table(part, total, variable, _label(variable), w))
     for g in run["spec"]["group_terms"]:
         part = cells[(cells.margin == "unit") & (cells.by == g["name"])]
         if g["parent"] is None and 0 < len(part) <= max_units:
             names = _unit_names(saved["units"], g["name"])
-            part = part.assign(level=[names.get(str(u), str(u)) for u in part.level])
-            blocks.append(_count_table(part, g["name"], _label(g["name"]), rules, w))
+            part = part.assign(level=[names.get(str(u), _remainder_label(str(u)))
+                                      for u in part.level])
+            blocks.append(_count_table(part, total, g["name"], _label(g["name"]), w))
     return blocks
 
 
-def _trend_blocks(run_dir: Path, saved: Mapping[str, Any], w: _Words) -> list[doc.Block]:
+def _remainder_label(unit: str) -> str:
+    from .disclosure import OTHER
+
+    return f"{unit} (pooled units too small to list)" if unit.split("/")[-1] == OTHER else unit
+
+
+def _trend_blocks(files: dict[str, bytes], saved: Mapping[str, Any], w: _Words) -> list[doc.Block]:
     cells = saved["cells"]
     trend = cells[cells.margin == "trend"]
     if trend.year.nunique() < 2:
@@ -632,7 +725,7 @@ def _trend_blocks(run_dir: Path, saved: Mapping[str, Any], w: _Words) -> list[do
         return []
     variable = "ethnicity" if "ethnicity" in variables else variables[0]
     return [doc.Heading("Trend"),
-            doc.Figure(_trend(run_dir, cells, variable, w), alt=f"Trend by {_noun(variable)}",
+            doc.Figure(_trend(files, cells, variable, w), alt=f"Trend by {_noun(variable)}",
                        caption=f"Observed events per {w.per_text} {w.unit} by year "
                                "(crude).")]
 
@@ -734,8 +827,9 @@ def _provenance(run: Mapping[str, Any]) -> list[doc.Block]:
         f"disparity {run['package_version']}; package versions and file hashes are in "
         "`manifest.json`",
         "Files: `estimates.csv` (every estimate), `unit_effects.csv`, `cells_summary.csv` "
-        "(observed counts, not suppressed: for analysis, not publication), "
-        "`diagnostics.json`, `figures/` (PNG and SVG)",
+        "(observed counts by level, unit and year), `diagnostics.json`, `figures/` (PNG and "
+        "SVG); every count, rate and crude ratio in them is disclosure-controlled, and "
+        "`manifest.json` lists each file with its SHA-256",
         "Figures are linked from `report.md` by relative path and embedded in `report.html` "
         "as base64 data URIs, so the HTML file stands alone",
     ]
@@ -761,50 +855,60 @@ def _coefficients(saved: Mapping[str, Any], w: _Words) -> list[doc.Block]:
 
 
 # --------------------------------------------------------------------------- main
-def render_report(run_dir: str | os.PathLike[str]) -> Path:
-    """Draw the figures and write ``report.md`` and ``report.html`` from a run folder.
+def render_report(saved: Mapping[str, Any]) -> dict[str, bytes]:
+    """Draw the figures and write ``report.md`` and ``report.html`` from a run's published
+    tables.
 
     Parameters
     ----------
-    run_dir : path
-        A folder written by :func:`disparity.runner.run_model`.
+    saved : mapping
+        :func:`read_tables` of the run's published files: every count in them has been
+        through disclosure control, and the report is drawn from nothing else.
 
     Returns
     -------
-    Path
-        ``run_dir / "report.md"``.
-
-    Raises
-    ------
-    ReadError
-        A saved file is missing.
+    dict of str to bytes
+        ``report.md``, ``report.html`` and ``figures/*.png|svg``, by path in the run folder.
     """
-    from .suppress import SuppressionRules
+    from ..settings import SuppressionRules
 
-    run_dir = Path(run_dir)
-    saved = load_run(run_dir)
+    files: dict[str, bytes] = {}
     run = saved["diagnostics"]["run"]
     w = _Words(run)
     rules = SuppressionRules.from_mapping(run["report"]["suppression"])
     spec = run["spec"]
+    total = saved["cells"][saved["cells"].margin == "total"]
+
+    def count(column: str) -> str:
+        if not len(total):
+            return config.SYMBOL_UNAVAILABLE
+        v = total[column].iloc[0]
+        return f"{v:,.0f}" if np.isfinite(v) else config.SYMBOL_SUPPRESSED
+
     intro = (f"{spec['description'] + '. ' if spec['description'] else ''}"
-             f"{spec['n_pupils']:,.0f} {w.unit} (`{w.trials}`) and {spec['n_events']:,.0f} "
+             f"{count('n_pupils')} {w.unit} (`{w.trials}`) and {count('n_events')} "
              f"events (`{w.events}`) in {spec['n_cells']:,} cells; engine `{spec['engine']}`.")
-    blocks: list[doc.Block] = [doc.Paragraph(intro)]
+    blocks: list[doc.Block] = []
+    if not saved["diagnostics"].get("diagnostics", {}).get("converged", True):
+        blocks.append(doc.Paragraph(
+            "**Warning: the fit did not converge.** The estimates below are where the "
+            "optimiser stopped, not a maximum; do not use them for decisions. This report "
+            "was written only because the run was asked to (`--allow-unconverged`); see "
+            "Diagnostics for what to try."))
+    blocks.append(doc.Paragraph(intro))
     blocks += _methods(run, w)
-    blocks += _results(run_dir, saved, w)
+    blocks += _results(files, saved, w)
     blocks += _shares(saved, w)
-    blocks += _variation(run_dir, saved, w, rules.min_pupils)
+    blocks += _variation(files, saved, w, rules.min_pupils)
     blocks += _slopes(saved, w)
     blocks += _ladder(saved, w)
-    blocks += _trend_blocks(run_dir, saved, w)
+    blocks += _trend_blocks(files, saved, w)
     blocks += _counts(saved, w, rules)
     blocks += _diagnostics(saved)
     blocks += _provenance(run)
     blocks += _coefficients(saved, w)
     title = f"Model report: {spec['name']}"
-    md = run_dir / "report.md"
-    md.write_text(doc.to_markdown(blocks, title=title), encoding="utf-8")
-    (run_dir / "report.html").write_text(doc.to_html(blocks, title=title, base=run_dir),
-                                         encoding="utf-8")
-    return md
+    files["report.md"] = doc.to_markdown(blocks, title=title).encode("utf-8")
+    images = {k: v for k, v in files.items() if k.endswith(".png")}
+    files["report.html"] = doc.to_html(blocks, title=title, images=images).encode("utf-8")
+    return files

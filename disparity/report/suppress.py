@@ -56,16 +56,16 @@ frequency tables; secondary suppression and the attacker's linear programs). Wil
 
 from __future__ import annotations
 
-import difflib
 import warnings
-from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .. import config
-from ..errors import DataWarning, SpecError, ValidationError
+from ..errors import DataWarning, ValidationError
+from ..settings import SuppressionRules
 from ..vocabulary import N_PUPILS
 
 __all__ = ["SuppressionRules", "SuppressedTable", "suppress_table", "round_counts"]
@@ -85,70 +85,6 @@ _SYMBOL = {
     UNAVAILABLE: config.SYMBOL_UNAVAILABLE,
 }
 _TOL = 1e-7
-
-
-# --------------------------------------------------------------------------- rules
-@dataclass(frozen=True)
-class SuppressionRules:
-    """Thresholds of disclosure control.
-
-    Parameters
-    ----------
-    min_pupils : int
-        Cells or units with ``1 <= n_pupils < min_pupils`` are suppressed.
-    min_events : int
-        Event counts ``1 <= n_events < min_events`` are suppressed (0 is shown).
-    round_to : int or None
-        If given, published counts are rounded to the nearest multiple (halves up); rates
-        are computed from unrounded counts.
-
-    Examples
-    --------
-    >>> SuppressionRules.from_mapping({"min_pupils": 10, "min_events": 3, "round_to": 5})
-    SuppressionRules(min_pupils=10, min_events=3, round_to=5)
-    """
-
-    min_pupils: int = config.MIN_PUPILS
-    min_events: int = config.MIN_EVENTS
-    round_to: int | None = None
-
-    def __post_init__(self) -> None:
-        problems = []
-        for name in ("min_pupils", "min_events"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                problems.append(f"{name} must be a whole number >= 1, got {value!r}")
-        r = self.round_to
-        if r is not None and (
-            isinstance(r, bool) or not isinstance(r, (int, np.integer)) or r < 1
-        ):
-            problems.append(f"round_to must be a whole number >= 1 or absent, got {r!r}")
-        if problems:
-            raise SpecError(
-                "[report.suppression]: " + "; ".join(problems)
-                + ". Example: min_pupils = 10, min_events = 3, round_to = 5."
-            )
-
-    @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "SuppressionRules":
-        """Build rules from a ``[report.suppression]`` table; missing keys take defaults.
-
-        Raises
-        ------
-        SpecError
-            On an unknown key (naming the nearest valid key) or an invalid value.
-        """
-        if mapping is None:
-            return cls()
-        valid = [f.name for f in fields(cls)]
-        for key in mapping:
-            if key not in valid:
-                near = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.0)
-                raise SpecError(
-                    f"[report.suppression]: unknown key {key!r}; did you mean {near[0]!r}? "
-                    f"Valid keys: {', '.join(valid)}."
-                )
-        return cls(**dict(mapping))
 
 
 # --------------------------------------------------------------------------- result
@@ -444,14 +380,21 @@ def _is_protected(low: float, high: float, primary: bool, threshold: int) -> boo
     return True
 
 
-def _protect(
+def protect(
     values: np.ndarray,
     suppressed: np.ndarray,
     primary: np.ndarray,
     threshold: int,
     cons: list,
 ) -> np.ndarray:
-    """Secondary suppression to a fixed point, then audit and complement until safe."""
+    """Secondary suppression to a fixed point, then audit and complement until safe.
+
+    ``values`` are the true counts (NaN where unavailable), ``suppressed`` the values hidden
+    to begin with, ``primary`` those hidden because they are small (their range must reach 0
+    or ``threshold``), and ``cons`` the additive relations ``(indices, coefficients, what)``
+    among them, from one table or from every table of a run together. Returns the mask of
+    values to hide.
+    """
     suppressed = suppressed.copy()
     unavailable = np.isnan(values)
     known = np.where(unavailable, -1.0, values)
@@ -655,10 +598,10 @@ def suppress_table(
 
     # pupils: primary, then secondary
     primary_p = (pupils >= 1) & (pupils < rules.min_pupils)
-    supp_p = _protect(pupils, primary_p, primary_p, rules.min_pupils, cons)
+    supp_p = protect(pupils, primary_p, primary_p, rules.min_pupils, cons)
     # events: primary, plus every cell whose pupils are hidden, then secondary
     primary_e = (events >= 1) & (events < rules.min_events)
-    supp_e = _protect(events, primary_e | supp_p, primary_e, rules.min_events, cons)
+    supp_e = protect(events, primary_e | supp_p, primary_e, rules.min_events, cons)
 
     def status_of(v: np.ndarray, supp: np.ndarray, prim: np.ndarray) -> np.ndarray:
         s = np.full(v.shape, PUBLISHED, dtype=object)

@@ -1,0 +1,410 @@
+"""A model file's data: read, kept to a year and levels, and turned into cells.
+
+:func:`load_model_data` reads the model file's ``[data]`` (a cells table, a pupils table
+collapsed to cells by the model's columns, or a DfE open-data file cut to the cells of one
+characteristic) and says what it changed, in :class:`ModelData`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from disparity.errors import DataWarning, DisparityError, SpecError
+from disparity.spec import ModelSpec, formula_variables
+from disparity.vocabulary import YEAR, events_column
+
+__all__ = ["ModelData", "load_model_data"]
+
+
+@dataclass(frozen=True)
+class ModelData:
+    """The cells a model is fitted to, and what was done to the data to get them.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        Cells (events out of trials per row) ready for :func:`~disparity.design.build_design`.
+    kind : str
+        What the data were: ``"cells"``, ``"pupils"`` (collapsed here) or ``"dfe"``.
+    notes : tuple of str
+        Plain-English notes on rows dropped or collapsed (also in ``Design.notes`` and the
+        fit's ``diagnostics["data"]``).
+    n_rows_read : int
+        Rows of the table as read (pupils, cells or DfE cells of the chosen slice).
+    n_dropped_cells, n_dropped_pupils : int
+        DfE cells dropped because a count the model uses was suppressed, and the pupils in
+        them (where their headcount is published).
+    source : str or None
+        The file read, if any.
+    """
+
+    frame: pd.DataFrame
+    kind: str
+    notes: tuple[str, ...] = ()
+    n_rows_read: int = 0
+    n_dropped_cells: int = 0
+    n_dropped_pupils: int = 0
+    source: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-serialisable summary (the fit's ``diagnostics["data"]``)."""
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "n_rows_read": int(self.n_rows_read),
+            "n_cells": int(len(self.frame)),
+            "n_dropped_cells": int(self.n_dropped_cells),
+            "n_dropped_pupils": int(self.n_dropped_pupils),
+            "notes": list(self.notes),
+        }
+
+
+def _frame(data: Any, spec: ModelSpec) -> pd.DataFrame:
+    """The cells to fit (kept for callers of the earlier private helper)."""
+    return load_model_data(spec, data).frame
+
+
+def _no_data(spec: ModelSpec) -> SpecError:
+    where = f" {str(spec.source)!r}" if spec.source is not None else ""
+    return SpecError(
+        f"no data to fit: model{where} has no [data] path and none was given; add "
+        "[data] path = \"cells.csv\" to the model file or pass the data (--data)"
+    )
+
+
+def _guess_kind(columns: list[str], spec: ModelSpec) -> str:
+    """Kind of a table from its columns; a table with the model's counts is cells."""
+    from disparity.read import detect_kind
+
+    names = set(columns)
+    if spec.events in names and spec.trials in names:
+        return "cells"
+    if {"characteristic", "geographic_level"} <= names:
+        return "dfe"  # a frame already read by disparity.dfe.read_dfe
+    try:
+        return detect_kind(pd.DataFrame(columns=columns))
+    except DisparityError:
+        return "cells"  # build_design then names the missing columns
+
+
+def _year_text(value: Any) -> str:
+    text = str(value).strip()
+    m = re.fullmatch(r"(\d{4})/?(\d{2})", text)
+    return f"{m.group(1)}/{m.group(2)}" if m else text
+
+
+def _keep_year(frame: pd.DataFrame, year: str, what: str) -> pd.DataFrame:
+    if YEAR not in frame.columns:
+        raise SpecError(
+            f"[data] year = {year!r} was given but the {what} table has no {YEAR!r} column; "
+            "remove year from [data] or add the column"
+        )
+    values = frame[YEAR].astype(str).map(_year_text)
+    keep = (values == _year_text(year)).to_numpy()
+    if not keep.any():
+        years = sorted(pd.unique(values))
+        raise SpecError(
+            f"[data] year = {year!r} is not in the {what} table; its years are "
+            f"{', '.join(map(repr, years))}"
+        )
+    out = frame.loc[keep].reset_index(drop=True)
+    for col in out.columns:  # drop the other years' categories
+        if isinstance(out[col].dtype, pd.CategoricalDtype):
+            out[col] = out[col].cat.remove_unused_categories()
+    return out
+
+
+def _keep_levels(
+    frame: pd.DataFrame, keep: Any, spec: ModelSpec, kind: str
+) -> tuple[pd.DataFrame, str]:
+    """Keep the rows at the listed levels of each column of ``[data] keep``."""
+    problems: list[str] = []
+    mask = np.ones(len(frame), dtype=bool)
+    for col, levels in keep.items():
+        if col not in frame.columns:
+            problems.append(f"column {col!r} is not in the data")
+            continue
+        values = frame[col].astype(str)
+        present = set(pd.unique(values))
+        absent = [lv for lv in levels if lv not in present]
+        if absent:
+            problems.append(f"level(s) {absent!r} of {col!r} are not in the data; levels are "
+                            f"{', '.join(map(repr, sorted(present)))}")
+        mask &= values.isin(list(levels)).to_numpy()
+    if problems:
+        raise SpecError("[data] keep does not match the data: " + "; ".join(problems))
+    out = frame.loc[mask].reset_index(drop=True)
+    for col in keep:
+        if isinstance(out[col].dtype, pd.CategoricalDtype):
+            out[col] = out[col].cat.remove_unused_categories()
+    dropped = int((~mask).sum())
+    if kind == "pupils" or spec.trials not in frame.columns:
+        what = f"{dropped:,} of {len(frame):,} rows"
+    else:
+        trials = pd.to_numeric(frame[spec.trials], errors="coerce")
+        what = (f"{dropped:,} of {len(frame):,} cells ({int(trials[~mask].sum()):,} of "
+                f"{int(trials.sum()):,} {spec.trials})")
+    kept = "; ".join(f"{col} in {list(levels)!r}" for col, levels in keep.items())
+    return out, f"[data] keep ({kept}) left out {what}"
+
+
+def _model_columns(spec: ModelSpec) -> list[str]:
+    """Columns the model uses: formula variables, then group columns, in order."""
+    columns = list(formula_variables(spec.formula))
+    for entry in spec.groups:
+        columns.extend(part.strip() for part in entry.split("/"))
+    return list(dict.fromkeys(columns))
+
+
+def _collapse_pupils(frame: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, str]:
+    from disparity.cells import collapse
+
+    if spec.events in frame.columns:
+        outcome = spec.events  # a count outcome on pupil rows, e.g. n_susp
+    elif spec.events.startswith("n_") and spec.events[2:] in frame.columns:
+        outcome = spec.events[2:]  # perm_excl counted into n_perm_excl
+    else:
+        raise SpecError(
+            f"the pupils table has no outcome for events {spec.events!r}: expected a column "
+            f"{spec.events[2:] if spec.events.startswith('n_') else spec.events!r} "
+            f"(columns are {', '.join(map(repr, frame.columns))}); set [model] events to "
+            "'n_<outcome>' for a 0/1 outcome column '<outcome>'"
+        )
+    if events_column(outcome) != spec.events:
+        raise SpecError(
+            f"events {spec.events!r}: a pupils table is collapsed to the count column "
+            f"{events_column(outcome)!r}; set [model] events = {events_column(outcome)!r}"
+        )
+    by = list(spec.data_options.get("collapse_by") or _model_columns(spec))
+    missing = [c for c in by if c not in frame.columns]
+    if missing:
+        raise SpecError(
+            f"cannot collapse the pupils table by {missing!r}: not among its columns "
+            f"({', '.join(map(repr, frame.columns))}); fix [data] collapse_by or the formula"
+        )
+    used = _model_columns(spec)
+    absent = [c for c in used if c not in by]
+    if absent:
+        raise SpecError(
+            f"[data] collapse_by {by!r} leaves out {absent!r}, which the model uses; "
+            "add them to collapse_by (or leave collapse_by out)"
+        )
+    cells = collapse(frame, by, [outcome], trials=spec.trials)
+    note = (f"{len(frame):,} pupil rows collapsed to {len(cells):,} cells by "
+            f"{', '.join(by)} (events {spec.events} out of {spec.trials})")
+    return cells, note
+
+
+def _drop_suppressed(
+    cells: pd.DataFrame, spec: ModelSpec, by: str | None = None
+) -> tuple[pd.DataFrame, int, int, str]:
+    """Drop DfE cells whose events or trials count is missing; say why."""
+    counts = [c for c in (spec.events, spec.trials) if c in cells.columns]
+    if not counts:
+        return cells, 0, 0, ""
+    missing = np.zeros(len(cells), dtype=bool)
+    for col in counts:
+        missing |= cells[col].isna().to_numpy()
+    if not missing.any():
+        return cells, 0, 0, ""
+    dropped = cells.loc[missing]
+    n_cells = int(missing.sum())
+    n_pupils = 0
+    if spec.trials in dropped.columns:
+        n_pupils = int(pd.to_numeric(dropped[spec.trials], errors="coerce").fillna(0).sum())
+    reasons = []
+    for col in counts:
+        reason_col = f"{col}_missing"
+        na = dropped[col].isna()
+        if not na.any():
+            continue
+        if reason_col in dropped.columns:
+            counts_by = dropped.loc[na, reason_col].fillna("no reason given").value_counts()
+            why = "; ".join(f"{n} {r}" for r, n in counts_by.items())
+        else:
+            why = f"{int(na.sum())} missing"
+        reasons.append(f"{col}: {why}")
+    suppressed_trials = (int(dropped[spec.trials].isna().sum())
+                         if spec.trials in dropped.columns else 0)
+    pupils_text = f"{n_pupils:,} pupils"
+    if suppressed_trials:
+        pupils_text += (f" (plus 1 or 2 in each of {suppressed_trials} cells whose headcount "
+                        "is suppressed)")
+    kept = cells.loc[~missing].reset_index(drop=True)
+    for col in counts:
+        kept[col] = kept[col].astype("int64")
+    empty = ""
+    if by is not None and by in kept.columns and spec.events in kept.columns:
+        events_by = kept.groupby(by, observed=True, sort=False)[spec.events].sum()
+        gone = [str(v) for v in pd.unique(cells[by]) if events_by.get(v, 0) == 0]
+        if gone:
+            empty = (f" After dropping them, {by} level(s) {', '.join(map(repr, gone))} have "
+                     "no events left, so their rates cannot be estimated from these cells "
+                     "(their effects run to minus infinity without a prior); consider a "
+                     "coarser grouping or a national-level model for them.")
+    note = (
+        f"{n_cells:,} of {len(cells):,} DfE cells ({pupils_text}) were dropped because a count "
+        f"the model uses is suppressed or missing ({'; '.join(reasons)}). A count suppressed "
+        "with 'x' is 1 or 2, never 0, and cannot enter a likelihood. Leaving those cells out "
+        "drops their events but keeps the cells with no events, so rates are biased "
+        "downward: slightly for large groups, strongly for groups with few events per unit, "
+        f"whose events are mostly in suppressed cells.{empty}"
+    )
+    return kept, n_cells, n_pupils, note
+
+
+def load_model_data(
+    spec: ModelSpec,
+    data: pd.DataFrame | str | os.PathLike[str] | None = None,
+) -> ModelData:
+    """Read the data of a model and turn it into cells, as its ``[data]`` table says.
+
+    Three kinds of data are understood (``[data] kind``; by default told from the columns:
+    a table with the model's events and trials columns is cells, a DfE open-data file is
+    ``dfe``, a table with ``pupil_id`` is ``pupils``):
+
+    ``cells``
+        Used as read (``year`` keeps one academic year).
+    ``pupils``
+        One row per pupil: kept to ``year`` if given, then collapsed to cells by
+        :func:`disparity.cells.collapse` by ``collapse_by`` (default: the formula's and the
+        groups' columns). The event count ``n_<outcome>`` comes from the 0/1 (or count)
+        column ``<outcome>``; pupils and events are conserved (checked).
+    ``dfe``
+        A DfE exclusions file (:func:`disparity.dfe.read_dfe`), cut with
+        :func:`disparity.dfe.dfe_cells` by ``by`` (characteristic), ``unit``, ``year`` and
+        ``school_type`` (default ``"Total"``). Cells whose event or headcount is suppressed
+        are dropped with a :class:`~disparity.errors.DataWarning`.
+
+    Any kind: ``keep = {column: [levels]}`` then keeps only the rows at those levels (before
+    pupils are collapsed); the rows left out are counted in the notes.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        Its ``data_path`` and ``data_options`` (the ``[data]`` table) say what to read.
+    data : DataFrame or path, optional
+        Data to use instead of ``spec.data_path``; the ``[data]`` options still apply.
+
+    Returns
+    -------
+    ModelData
+        The cells, the kind, and notes on what was dropped or collapsed.
+
+    Raises
+    ------
+    SpecError
+        No data, an option that does not apply to the kind of data, a year not in the data,
+        or a pupils table without the model's outcome or columns.
+    ReadError, ValidationError
+        From the readers and :func:`~disparity.cells.collapse`.
+
+    Warns
+    -----
+    DataWarning
+        DfE cells with a suppressed count were dropped (how many cells and pupils, and the
+        downward bias this gives).
+
+    Notes
+    -----
+    DfE suppresses counts of 1 or 2 (GSS symbol ``x``). A suppressed count is not zero, and
+    a likelihood needs a number, so such cells are left out. This selects on the outcome:
+    cells with 0 events stay, cells with 1 or 2 go, so rates are biased downward, little for
+    large groups and much for groups with few events per unit. In the 2016/17 LA file by
+    ethnicity, 660 of 2,870 cells (867,379 of 8.0 million pupils) are dropped, and the Irish,
+    Chinese and Any other Asian background groups are left with no events at all (the
+    warning names such levels).
+
+    References
+    ----------
+    Government Statistical Service (2021). *Symbols in tables, definitions and guidance*.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> pupils = pd.DataFrame({"pupil_id": [1, 2, 3, 4], "sen": ["none", "ehcp", "none", "none"],
+    ...                        "perm_excl": [0, 1, 1, 0]})
+    >>> loaded = load_model_data(ModelSpec(formula="sen"), pupils)
+    >>> loaded.kind
+    'pupils'
+    >>> loaded.frame
+        sen  n_pupils  n_perm_excl
+    0  ehcp         1            1
+    1  none         3            1
+    """
+    options = spec.data_options
+    kind = options.get("kind")
+    source: str | None = None
+    if isinstance(data, pd.DataFrame):
+        frame = data
+        if kind is None:
+            kind = _guess_kind([str(c) for c in frame.columns], spec)
+    else:
+        path = data if data is not None else spec.data_path
+        if path is None:
+            raise _no_data(spec)
+        from disparity.read import read_columns, read_data
+
+        source = str(path)
+        if kind is None:
+            kind = _guess_kind(read_columns(path), spec)
+        if kind == "dfe":
+            _, frame = read_data(path, kind="dfe")
+        else:
+            from disparity.read import read_frame
+
+            frame = read_frame(path)
+    wrong = [k for k, kinds in (("by", ("dfe",)), ("unit", ("dfe",)),
+                                ("school_type", ("dfe",)), ("collapse_by", ("pupils",)))
+             if k in options and kind not in kinds]
+    if wrong:
+        raise SpecError(
+            f"[data] {', '.join(wrong)} given, but the data are a {kind} table"
+            f"{' (' + source + ')' if source else ''}; those keys apply to "
+            + "; ".join(f"{k}: kind {'dfe' if k != 'collapse_by' else 'pupils'}" for k in wrong)
+            + ". Remove them or set [data] kind."
+        )
+
+    notes: list[str] = []
+    n_dropped_cells = n_dropped_pupils = 0
+    n_rows_read = len(frame)
+    if kind == "dfe":
+        from disparity.dfe import dfe_cells
+
+        if "characteristic" not in frame.columns:
+            raise SpecError(
+                "[data] kind = 'dfe' but the table was not read as a DfE file (no "
+                "'characteristic' column); pass the file's path, or a frame from "
+                "disparity.dfe.read_dfe"
+            )
+        cells = dfe_cells(frame, by=options.get("by"), unit=options.get("unit"),
+                          year=options.get("year"),
+                          school_type=options.get("school_type", "Total"))
+        n_rows_read = len(cells)
+        if "keep" in options:  # before dropping, so the warning is about the cells kept
+            cells, note = _keep_levels(cells, options["keep"], spec, kind)
+            notes.append(note)
+        frame, n_dropped_cells, n_dropped_pupils, note = _drop_suppressed(
+            cells, spec, options.get("by"))
+        if note:
+            notes.append(note)
+            warnings.warn(note, DataWarning, stacklevel=2)
+    else:
+        if "year" in options:
+            frame = _keep_year(frame, options["year"], kind)
+        if "keep" in options:
+            frame, note = _keep_levels(frame, options["keep"], spec, kind)
+            notes.append(note)
+    if kind == "pupils":
+        frame, note = _collapse_pupils(frame, spec)
+        notes.append(note)
+    return ModelData(frame=frame, kind=kind, notes=tuple(notes), n_rows_read=n_rows_read,
+                     n_dropped_cells=n_dropped_cells, n_dropped_pupils=n_dropped_pupils,
+                     source=source)
