@@ -374,10 +374,12 @@ class PublishedTables:
     disclosure: Disclosure
 
 
-def crude_equivalent(formula: str, groups: Sequence[str] | str) -> str | None:
+def crude_equivalent(formula: str, groups: Sequence[str] | str, engine: str = "ml"
+                     ) -> str | None:
     """The variable whose crude ratios a model reproduces exactly, if any.
 
-    A model with no group effects whose only term is one categorical variable is saturated:
+    A model with no group effects (none named, or the ``glm`` engine, whose group terms only
+    cluster the standard errors) whose only term is one categorical variable is saturated:
     its fitted rate of each level is the level's observed rate, so its ratios are crude
     ratios and follow the rules of counts.
 
@@ -387,10 +389,12 @@ def crude_equivalent(formula: str, groups: Sequence[str] | str) -> str | None:
     ('ethnicity', None)
     >>> crude_equivalent("ethnicity", ("la",)) is None
     True
+    >>> crude_equivalent("ethnicity", ("la",), engine="glm")
+    'ethnicity'
     """
     from disparity.formula import parse_formula
 
-    if (groups if isinstance(groups, str) else "".join(groups)).strip():
+    if engine != "glm" and (groups if isinstance(groups, str) else "".join(groups)).strip():
         return None
     try:
         parsed = parse_formula(formula)
@@ -412,9 +416,11 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _count(value: float, shown: bool) -> str:
+def _count(value: float, shown: bool, round_to: int | None = None) -> str:
     if not shown:
         return SUPPRESSED
+    if round_to not in (None, 1) and float(value).is_integer():
+        value = round_to * np.floor(value / round_to + 0.5)
     return str(int(round(value))) if float(value).is_integer() else f"{value:.10g}"
 
 
@@ -442,7 +448,8 @@ def published_tables(result: Any) -> PublishedTables:
 
     # -- estimates: crude rows, crude-equivalent ladder steps, observed shares
     est = _as_text(result.estimates.reset_index(drop=True))
-    main_crude = crude_equivalent(result.spec.formula, result.spec.groups)
+    main_crude = crude_equivalent(result.spec.formula, result.spec.groups,
+                                  result.fit.engine)
     hidden_rows = 0
     share_ok = _share_publishable(result, d, rules)
     for i in range(len(est)):
@@ -450,7 +457,7 @@ def published_tables(result: Any) -> PublishedTables:
         level, reference = est.at[i, "level"], est.at[i, "reference"]
         keys: list[Key] | None = None
         if estimand in _CRUDE or (estimand == "ladder_rate_ratio" and crude_equivalent(
-                est.at[i, "formula"], est.at[i, "groups"]) == variable) or (
+                est.at[i, "formula"], est.at[i, "groups"], est.at[i, "engine"]) == variable) or (
                 main_crude is not None and variable == main_crude and level
                 and estimand not in (*_SHARES, "event_share_expected")):
             keys = [key(**{variable: level}), key(**{variable: reference})]
@@ -493,10 +500,9 @@ def published_tables(result: Any) -> PublishedTables:
             continue
         k = key(**{g: u})
         p_ok, e_ok = d.shown(k, "pupils"), d.shown(k, "events")
-        if units.at[i, "n_pupils"] != "" and not p_ok:
-            units.at[i, "n_pupils"] = SUPPRESSED
-        if units.at[i, "n_events"] != "" and not e_ok:
-            units.at[i, "n_events"] = SUPPRESSED
+        for c, ok in (("n_pupils", p_ok), ("n_events", e_ok)):
+            if units.at[i, c] != "":
+                units.at[i, c] = _count(float(units.at[i, c]), ok, rules.round_to)
         if units.at[i, "observed_rate"] != "" and not (p_ok and e_ok):
             units.at[i, "observed_rate"] = SUPPRESSED
         if units.at[i, "estimand"] == "unit_standardised_ratio" and not e_ok:
@@ -525,11 +531,15 @@ def published_tables(result: Any) -> PublishedTables:
         else:
             (by, level), = parts.items()
             margin, year = ("unit" if by in plans else "variable"), ""
+        p_ok, e_ok = bool(d.pupils_shown[i]), bool(d.events_shown[i])
+        n, e = registry.pupils[i], registry.events[i]
         rows.append({"margin": margin, "by": by, "level": level, "year": year,
-                     "n_pupils": _count(registry.pupils[i], bool(d.pupils_shown[i])),
-                     "n_events": _count(registry.events[i], bool(d.events_shown[i]))})
+                     "n_pupils": _count(n, p_ok, rules.round_to),
+                     "n_events": _count(e, e_ok, rules.round_to),
+                     "rate": (SUPPRESSED if not (p_ok and e_ok)
+                              else (_text(e / n) if n > 0 else config.SYMBOL_NOT_APPLICABLE))})
     cells = pd.DataFrame(rows, columns=["margin", "by", "level", "year", "n_pupils",
-                                        "n_events"])
+                                        "n_events", "rate"])
     order = {"total": 0, "variable": 1, "unit": 2, "trend": 3}
     cells = cells.iloc[np.argsort([order[m] for m in cells.margin], kind="stable")]
     n_hidden = int((~d.pupils_shown).sum() + (~d.events_shown).sum())

@@ -501,6 +501,8 @@ def figure_bytes(fig: "Figure") -> tuple[bytes, bytes]:
     png, svg = io.BytesIO(), io.BytesIO()
     with _style():
         fig.savefig(png, dpi=PNG_DPI, format="png", metadata={"Software": None})
+        # the layout was worked out by the first save; keep it rather than redo it
+        fig.set_layout_engine("none")
         fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None})
     return png.getvalue(), svg.getvalue()
 

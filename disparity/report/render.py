@@ -117,7 +117,8 @@ class _Words:
         self.unit = "pupils" if self.trials == "n_pupils" else "trials"
         self.pupil = "pupil" if self.trials == "n_pupils" else "trial"
         #: rates per 100, or per 1,000 for rare events (permanent exclusion: about 0.1%)
-        overall = spec["n_events"] / spec["n_pupils"] if spec["n_pupils"] else 0.0
+        shown = all(isinstance(spec[k], (int, float)) for k in ("n_events", "n_pupils"))
+        overall = spec["n_events"] / spec["n_pupils"] if shown and spec["n_pupils"] else 0.02
         self.per = 1000 if overall < 0.01 else 100
         self.per_text = f"{self.per:,}"
 
@@ -213,8 +214,9 @@ def _funnel(files: dict[str, bytes], units: pd.DataFrame, term: str, w: _Words,
     shown = listed[np.isfinite(listed.n_pupils) & np.isfinite(listed.n_events)]
     n_hidden = len(listed) - len(shown)
     units = shown[shown.n_pupils >= min_pupils].rename(columns={"level": "code"})
-    if len(units) < 3:
-        return None
+    if len(units) < 3 or units.n_events.sum() == 0 or (
+            w.binomial and (units.n_events == units.n_pupils).all()):
+        return None  # nothing to compare: every unit at 0 (or every pupil with the event)
     units = units.assign(unit=[names.get(str(c), str(c)) for c in units.code])
     if w.binomial and (units.n_events <= units.n_pupils).all():
         f = funnel_proportions(units, unit="unit")
@@ -271,6 +273,8 @@ def _funnel_ratio(files: dict[str, bytes], units: pd.DataFrame, term: str, w: _W
                 & np.isfinite(mine.n_events) & np.isfinite(mine.n_pupils)
                 & np.isfinite(mine.estimate) & (mine.n_pupils >= min_pupils)]
     n_hidden = n_all - len(mine)
+    if mine.n_events.sum() == 0:
+        return None
     if len(mine) < 3:
         return None
     table = pd.DataFrame({"unit": [names.get(str(u), str(u)) for u in mine.unit],
@@ -342,8 +346,8 @@ def _caterpillar(files: dict[str, bytes], units: pd.DataFrame, term: str, w: _Wo
 def _trend(files: dict[str, bytes], cells: pd.DataFrame, variable: str, w: _Words) -> str:
     from .plots import trend_plot
 
-    t = cells[(cells.margin == "trend") & (cells.by == variable) & (cells.n_pupils > 0)]
-    t = t.assign(rate=w.per * t.n_events / t.n_pupils).rename(columns={"level": _label(variable)})
+    t = cells[(cells.margin == "trend") & (cells.by == variable) & np.isfinite(cells.rate)]
+    t = t.assign(rate=w.per * t.rate).rename(columns={"level": _label(variable)})
     fig = trend_plot(t, x="year", y="rate", group=_label(variable),
                      title=f"Observed {w.rate} by {_noun(variable)} and year",
                      ylabel=f"Events per {w.per_text} {w.unit}")
@@ -433,8 +437,7 @@ def _by_year(est: pd.DataFrame, cells: pd.DataFrame, variable: str, info: Mappin
     if not len(pick):
         return []
     trend = cells[(cells.margin == "trend") & (cells.by == variable)]
-    rates = {(str(r.level), str(r.year)): (r.n_events / r.n_pupils if r.n_pupils else np.nan)
-             for r in trend.itertuples()}
+    rates = {(str(r.level), str(r.year)): r.rate for r in trend.itertuples()}
     levels = [lv for lv in info["levels"] if lv != info["reference"]]
     rows = []
     for year in dict.fromkeys(pick.year):
@@ -653,19 +656,18 @@ def _symbol(frame: pd.DataFrame, column: str, i: Any) -> str:
 
 
 def _count_table(frame: pd.DataFrame, total: pd.DataFrame, key: str, label: str,
-                 w: _Words) -> doc.Table:
+                 w: _Words, rules: Any) -> doc.Table:
     """Published pupils, events and their rate by level (or unit), with the total row."""
     rows = []
     for part in (frame, total):
         for i in part.index:
-            n, e = part.at[i, "n_pupils"], part.at[i, "n_events"]
+            n, e, r = part.at[i, "n_pupils"], part.at[i, "n_events"], part.at[i, "rate"]
             level = str(part.at[i, "level"])
             rows.append({
                 key: "Total" if part is total else level,
                 "n_pupils": format_count(n) if np.isfinite(n) else _symbol(part, "n_pupils", i),
                 "n_events": format_count(e) if np.isfinite(e) else _symbol(part, "n_events", i),
-                "rate": ((f"{w.per * e / n:.2f}" if n > 0 else config.SYMBOL_NOT_APPLICABLE)
-                         if np.isfinite(n) and np.isfinite(e) else config.SYMBOL_SUPPRESSED),
+                "rate": f"{w.per * r:.2f}" if np.isfinite(r) else _symbol(part, "rate", i),
             })
     return doc.Table(pd.DataFrame(rows),
                      labels={key: label, "n_pupils": _cap(w.unit), "n_events": "Events",
@@ -673,7 +675,10 @@ def _count_table(frame: pd.DataFrame, total: pd.DataFrame, key: str, label: str,
                      align={"n_pupils": "right", "n_events": "right", "rate": "right"},
                      caption=f"Observed events (`{w.events}`) and {w.unit} (`{w.trials}`) by "
                              f"{label if label.isupper() else label.lower()}",
-                     note=_SYMBOL_NOTE)
+                     note=_SYMBOL_NOTE + (
+                         f" Counts are rounded to the nearest {rules.round_to}; rates are "
+                         "computed from unrounded counts." if rules.round_to not in (None, 1)
+                         else ""))
 
 
 #: Footnote of every count table.
@@ -697,14 +702,14 @@ def _counts(saved: Mapping[str, Any], w: _Words, rules: Any,
         blocks.append(doc.Paragraph(note))
     for variable in (v["name"] for v in run["spec"]["variables"]):
         part = cells[(cells.margin == "variable") & (cells.by == variable)]
-        blocks.append(_count_table(part, total, variable, _label(variable), w))
+        blocks.append(_count_table(part, total, variable, _label(variable), w, rules))
     for g in run["spec"]["group_terms"]:
         part = cells[(cells.margin == "unit") & (cells.by == g["name"])]
         if g["parent"] is None and 0 < len(part) <= max_units:
             names = _unit_names(saved["units"], g["name"])
             part = part.assign(level=[names.get(str(u), _remainder_label(str(u)))
                                       for u in part.level])
-            blocks.append(_count_table(part, total, g["name"], _label(g["name"]), w))
+            blocks.append(_count_table(part, total, g["name"], _label(g["name"]), w, rules))
     return blocks
 
 

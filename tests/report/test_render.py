@@ -105,7 +105,7 @@ def test_documents_link_figures_in_markdown_and_embed_them_in_html(tmp_path: Pat
     md = doc.to_markdown(blocks, title="T")
     assert md == ("# T\n\n## Results\n\nRatios of `sen`.\n\n"
                   "![A figure](figures/f.png)\n\n*Caption.*\n")
-    page = doc.to_html(blocks, title="T", base=tmp_path)
+    page = doc.to_html(blocks, title="T", images=tmp_path)
     assert "<code>sen</code>" in page
     # base64 of the bytes written above (RFC 4648): self-contained, no file link
     assert 'src="data:image/png;base64,iVBORyBmYWtl"' in page
