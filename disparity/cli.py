@@ -31,11 +31,10 @@ def _csv_list(text: str) -> list[str]:
 
 
 def _write_frame(frame, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".parquet":
-        frame.to_parquet(out, index=False)
-    else:
-        frame.to_csv(out, index=False, lineterminator="\n")
+    """A table to a CSV or Parquet file, atomically (a partial file never remains)."""
+    from .report.publish import table_bytes, write_file
+
+    write_file(out, table_bytes(frame, out))
 
 
 # --------------------------------------------------------------------------- commands
@@ -66,8 +65,30 @@ def _cmd_rates(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    import json
+
+    from .errors import SpecError
+    from .report.publish import write_file
     from .simulate import simulate_pupils
 
+    problems = []
+    for name, value, low in (("--pupils", args.pupils, 1), ("--schools", args.schools, 1),
+                             ("--las", args.las, 1), ("--years", args.years, 1),
+                             ("--trusts", args.trusts, 0)):
+        if value < low:
+            problems.append(f"{name} must be at least {low}, not {value}")
+    if not problems and args.schools > args.pupils:
+        problems.append(f"--schools ({args.schools:,}) cannot exceed --pupils "
+                        f"({args.pupils:,}): every school needs a pupil")
+    if not problems and args.las > args.schools:
+        problems.append(f"--las ({args.las:,}) cannot exceed --schools ({args.schools:,}): "
+                        "every LA needs a school")
+    if not 0 <= args.seed <= 2**32 - 1:
+        problems.append(f"--seed must be a whole number from 0 to {2**32 - 1}, not {args.seed}")
+    if args.output.suffix not in (".parquet", ".csv"):
+        problems.append(f"-o {str(args.output)!r} must end .parquet or .csv")
+    if problems:
+        raise SpecError("disparity simulate: " + "; ".join(problems) + ".")
     sim = simulate_pupils(
         n_pupils=args.pupils,
         n_schools=args.schools,
@@ -76,7 +97,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         n_trusts=args.trusts,
         seed=args.seed,
     )
-    sim.write(args.output, args.truth)
+    _write_frame(sim.pupils, args.output)
+    if args.truth is not None:
+        write_file(args.truth, (json.dumps(sim.truth, indent=1) + "\n").encode("utf-8"))
     print(
         f"wrote {len(sim.pupils):,} pupil-years to {args.output}"
         + (f" and the truth to {args.truth}" if args.truth else ""),
@@ -91,7 +114,8 @@ def _cmd_collapse(args: argparse.Namespace) -> int:
     from .validate import validate_pupils
 
     pupils = read_frame(args.pupils)
-    pupils = validate_pupils(pupils, required=tuple(args.by))
+    pupils = validate_pupils(pupils, required=tuple(args.by),
+                             **({"outcomes": args.outcomes} if args.outcomes else {}))
     cells = collapse(pupils, by=args.by, outcomes=args.outcomes)
     _write_frame(cells, args.output)
     print(
@@ -103,13 +127,27 @@ def _cmd_collapse(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .read import read_data
-    from .validate import validate_cells, validate_pupils
+    from .validate import validate_model_cells, validate_pupils
 
+    if args.model is not None:  # exactly what `disparity run` checks before it fits
+        from .design import build_design
+        from .model_data import load_model_data
+        from .spec import load_spec
+
+        spec = load_spec(args.model)
+        loaded = load_model_data(spec, args.data)
+        build_design(spec, loaded.frame)
+        print(f"{args.data}: valid data for {args.model}: {len(loaded.frame):,} cells")
+        return 0
     kind, frame = read_data(args.data, kind=args.kind)
     if kind == "pupils":
-        validate_pupils(frame)
+        validate_pupils(frame, **({"outcomes": args.outcomes} if args.outcomes else {}))
     elif kind == "cells":
-        validate_cells(frame, allow_missing=True)
+        counts = [c for c in frame.columns if str(c).startswith("n_") and c != "n_pupils"
+                  and not str(c).endswith("_missing")]
+        events = (args.outcomes or counts or ["n_perm_excl"])[0]
+        validate_model_cells(frame, events=events, trials="n_pupils", family="binomial",
+                             allow_missing=True)
     print(f"{args.data}: valid {kind} table, {len(frame):,} rows, {frame.shape[1]} columns")
     return 0
 
@@ -190,15 +228,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_rates)
 
     p = sub.add_parser("simulate", help="seeded synthetic national pupils with known truth",
-                       description="Simulate pupil-years with known fixed and random effects.")
-    p.add_argument("--pupils", type=int, default=100_000)
-    p.add_argument("--schools", type=int, default=500)
-    p.add_argument("--las", type=int, default=20)
-    p.add_argument("--years", type=int, default=1)
-    p.add_argument("--trusts", type=int, default=0)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("-o", "--output", type=Path, required=True, help="pupils CSV or Parquet")
-    p.add_argument("--truth", type=Path, default=None, help="JSON file for the true parameters")
+                       description="Simulate pupil-years with known fixed and random effects.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--pupils", type=int, default=100_000, help="pupils per year")
+    p.add_argument("--schools", type=int, default=500, help="schools (at most --pupils)")
+    p.add_argument("--las", type=int, default=20, help="local authorities (at most --schools)")
+    p.add_argument("--years", type=int, default=1, help="academic years, from 2016/17 back")
+    p.add_argument("--trusts", type=int, default=0,
+                   help="academy trusts spanning LAs (0: no trust column)")
+    p.add_argument("--seed", type=int, default=1, help="random seed, 0 to 2**32 - 1")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="pupils file to write (.parquet or .csv)")
+    p.add_argument("--truth", type=Path, default=None,
+                   help="JSON file for the true parameters (optional)")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("collapse", help="pupils -> cells (counts per combination)",
@@ -212,9 +254,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_collapse)
 
     p = sub.add_parser("validate", help="check a data file and report every problem",
-                       description="Validate a DfE, pupils or cells file; lists every problem.")
+                       description="Validate a DfE, pupils or cells file; lists every problem. "
+                       "With --model, makes exactly the checks `disparity run` makes of the "
+                       "data before it fits.")
     p.add_argument("data", type=Path)
-    p.add_argument("--kind", choices=KINDS, default=None)
+    p.add_argument("--kind", choices=KINDS, default=None,
+                   help="the kind of table (default: told from its columns)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="a model file: check the data as `disparity run` would for it")
+    p.add_argument("--outcomes", type=_csv_list, default=None,
+                   help="comma-separated outcome columns to check (pupils: e.g. perm_excl; "
+                   "cells: e.g. n_perm_excl; default: the known outcomes present)")
     p.set_defaults(func=_cmd_validate)
 
     for name in ("fit", "run"):
@@ -278,6 +328,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     except DisparityError as exc:
         print(f"disparity {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file system that refuses: full, read-only, missing
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"disparity {args.command}: error: {exc.strerror or exc}{where}; check the "
+              "path, the free space and the permissions, then run the command again",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("disparity: interrupted", file=sys.stderr)

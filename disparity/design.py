@@ -112,10 +112,11 @@ class Design:
 
 
 # --------------------------------------------------------------------------- building
-def _first_rows(index: pd.Index, mask: np.ndarray, limit: int = 5) -> str:
-    rows = list(index[np.asarray(mask)][:limit])
+def _first_rows(mask: np.ndarray, limit: int = 5) -> str:
+    """The first rows of ``mask``, numbered from 1 (the first data row)."""
+    rows = (np.flatnonzero(np.asarray(mask)) + 1)[:limit].tolist()
     more = ", ..." if int(np.sum(mask)) > limit else ""
-    return ", ".join(repr(r) for r in rows) + more
+    return ", ".join(str(r) for r in rows) + more
 
 
 def _sort_key_levels(values: list[Any]) -> list[Any]:
@@ -125,47 +126,25 @@ def _sort_key_levels(values: list[Any]) -> list[Any]:
         return sorted(values, key=str)
 
 
-def _check_values(spec: ModelSpec, cells: pd.DataFrame, used: list[str]) -> None:
-    """Collect missing values and impossible counts in the columns the model uses."""
+def _check_values(spec: ModelSpec, cells: pd.DataFrame, used: list[str]) -> pd.DataFrame:
+    """The shared check of a cells table (:func:`disparity.validate.validate_model_cells`:
+    what ``disparity validate`` checks), then missing values in the columns the model uses."""
+    from disparity.validate import validate_model_cells
+
+    cells = validate_model_cells(cells, events=spec.events, trials=spec.trials,
+                                 family=spec.family)
     problems: list[str] = []
     for col in used:
         na = cells[col].isna().to_numpy()
         if na.any():
             problems.append(
                 f"column {col!r} has {int(na.sum())} missing value(s) (rows "
-                f"{_first_rows(cells.index, na)}); fill them or drop those rows before fitting "
+                f"{_first_rows(na)}); fill them or drop those rows before fitting "
                 "(a suppressed count is missing, never zero)"
-            )
-    for role, col in (("events", spec.events), ("trials", spec.trials)):
-        series = cells[col]
-        if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
-            problems.append(
-                f"{role} column {col!r} is not numeric (dtype {series.dtype}); it must hold counts"
-            )
-            continue
-        values = series.to_numpy(dtype=float, na_value=np.nan)
-        neg = values < 0
-        if neg.any():
-            problems.append(
-                f"{role} column {col!r} has {int(neg.sum())} negative value(s) (rows "
-                f"{_first_rows(cells.index, neg)}); counts cannot be negative"
-            )
-        frac = np.isfinite(values) & (values != np.round(values))
-        if (role == "events" or spec.family == "binomial") and frac.any():
-            problems.append(
-                f"{role} column {col!r} has {int(frac.sum())} non-whole value(s) (rows "
-                f"{_first_rows(cells.index, frac)}); events and binomial trials are counts"
-            )
-    if not problems and spec.family == "binomial":
-        over = cells[spec.events].to_numpy(float) > cells[spec.trials].to_numpy(float)
-        if over.any():
-            problems.append(
-                f"events column {spec.events!r} exceeds trials column {spec.trials!r} in "
-                f"{int(over.sum())} row(s) (rows {_first_rows(cells.index, over)}); a binomial "
-                "count cannot exceed its trials (use a count family for repeated events)"
             )
     if problems:
         raise ValidationError(problems, what="cells for the model")
+    return cells
 
 
 def _level_order(var: str, series: pd.Series) -> list[str]:
@@ -258,7 +237,7 @@ def build_design(spec: ModelSpec, cells: pd.DataFrame) -> Design:
     variables = list(parsed.columns)
     group_cols = list(dict.fromkeys(c for entry in spec.groups for c in entry.split("/")))
     used = list(dict.fromkeys([spec.events, spec.trials, *variables, *group_cols]))
-    _check_values(spec, cells, used)
+    cells = _check_values(spec, cells, used)
 
     notes: list[str] = []
 
@@ -277,13 +256,13 @@ def build_design(spec: ModelSpec, cells: pd.DataFrame) -> Design:
                 [
                     f"{int(np.sum(empty & (cells[spec.events].to_numpy(float) > 0)))} row(s) "
                     f"have events in {spec.events!r} but 0 in {spec.trials!r} (rows "
-                    f"{_first_rows(cells.index, empty)}); events need pupils"
+                    f"{_first_rows(empty)}); events need pupils"
                 ],
                 what="cells for the model",
             )
         note(
             f"dropped {int(empty.sum())} of {len(cells)} cells with 0 {spec.trials} "
-            f"(rows {_first_rows(cells.index, empty)}): they carry no information"
+            f"(rows {_first_rows(empty)}): they carry no information"
         )
     data = cells.loc[~empty].copy()
     data.index = pd.RangeIndex(len(data))

@@ -585,6 +585,9 @@ def read_dfe(path: str | Path) -> pd.DataFrame:
             out[rate] = column.take_numbers(values)
         else:
             out[rate] = np.full(n, np.nan)
+    if not problems:
+        _check_levels_match_codes(level, out[voc.LA], out[voc.REGION],
+                                  _text_or_na(col("laestab")), problems)
     if problems:
         raise ValidationError(problems, what=f"DfE file {path.name}")
 
@@ -597,6 +600,36 @@ def read_dfe(path: str | Path) -> pd.DataFrame:
         "rows": n,
     }
     return frame
+
+
+def _check_levels_match_codes(level: pd.Series, la: pd.Series, region: pd.Series,
+                              school: pd.Series, problems: list[str]) -> None:
+    """Rows whose geographic level contradicts the codes they carry: an LA code on a
+    national or regional row (that LA would vanish from every LA table), a local-authority
+    row with no LA code, a school row with no school number."""
+    level = pd.Series(np.asarray(level, dtype=object))
+    la, region = pd.Series(np.asarray(la, dtype=object)), pd.Series(np.asarray(region,
+                                                                              dtype=object))
+    school = pd.Series(np.asarray(school, dtype=object))
+    checks = (
+        (level.isin(["national", "regional"]) & la.notna(),
+         "carry an LA code but say they are national or regional rows",
+         "set geographic_level to 'Local authority' on those rows, or clear the LA code"),
+        ((level == "la") & la.isna(), "are local-authority rows without an LA code",
+         "fill in new_la_code, or correct geographic_level"),
+        ((level == "school") & school.isna(), "are school rows without a school number",
+         "fill in laestab, or correct geographic_level"),
+    )
+    for mask, what, fix in checks:
+        mask = mask.to_numpy(dtype=bool)
+        k = int(mask.sum())
+        if k:
+            rows = np.flatnonzero(mask)[:5] + 1
+            codes = ", ".join(repr(c) for c in dict.fromkeys(la[mask].dropna().astype(str)))
+            problems.append(
+                f"column 'geographic_level': {k:,} row(s) {what} (data rows "
+                f"{', '.join(map(str, rows))}{', ...' if k > 5 else ''}"
+                + (f"; LA codes {codes}" if codes else "") + f"). Fix: {fix}.")
 
 
 # --------------------------------------------------------------------------- cells

@@ -120,7 +120,33 @@ def _numbers_without_loss(column: pd.Series) -> pd.Series:
     return pd.to_numeric(column, errors="coerce").astype("float64")
 
 
+def _csv_header(path: Path) -> list[str]:
+    """The header row as written (pandas renames a repeated name to ``name.1``)."""
+    import csv
+    import gzip
+    import io
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as raw:
+            first = raw.readline()
+    except (OSError, EOFError, zlib.error):
+        return []
+    text = first.decode("utf-8-sig", errors="replace")
+    return next(csv.reader(io.StringIO(text)), [])
+
+
 def _read_csv(path: Path, **kwargs: object) -> pd.DataFrame:
+    header = [h.strip() for h in _csv_header(path)]
+    repeated = [h for h in dict.fromkeys(header) if header.count(h) > 1 and h]
+    if repeated:
+        where = "; ".join(f"{h!r} in columns "
+                          + ", ".join(str(i + 1) for i, x in enumerate(header) if x == h)
+                          for h in repeated)
+        raise ReadError(
+            f"cannot read {str(path)!r}: the header names a column more than once ({where}). "
+            "Each column needs its own name: rename or remove the repeats and export the "
+            "table again.")
     try:
         return pd.read_csv(
             path,

@@ -68,6 +68,8 @@ _COUNT_EVENTS = frozenset(
 )
 
 _SHOW = 5  # offending rows and values shown per problem
+#: The largest count a cell may hold: more than a century of every pupil in England.
+MAX_COUNT: int = 1_000_000_000
 _THOUSANDS = r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?"
 
 
@@ -223,6 +225,7 @@ def _as_counts(
     missing_fix: str,
     binary_fix: str,
     problems: list[str],
+    whole_numbers: bool = True,
 ) -> tuple[np.ndarray, pd.Series | None]:
     """Check a count column; return its valid counts and the column as integers.
 
@@ -236,9 +239,12 @@ def _as_counts(
     n_before = len(problems)
     shown_values = series.to_numpy()
     if pd.api.types.is_bool_dtype(series):
-        values = series.to_numpy(dtype="float64", na_value=np.nan)
-        missing = np.isnan(values)
-        not_number = np.zeros(len(series), dtype=bool)
+        problems.append(
+            f"column {column!r} holds True/False values, not counts. A count column holds "
+            "whole numbers of pupils or events: recode it (e.g. the number of pupils with the "
+            "event in each row), or, for a 0/1 outcome of a pupils table, name it as an "
+            "outcome rather than a count.")
+        return np.full(len(series), np.nan), None
     elif pd.api.types.is_numeric_dtype(series):
         values = series.to_numpy(dtype="float64", na_value=np.nan)
         missing = np.isnan(values)
@@ -272,8 +278,26 @@ def _as_counts(
             )
         )
     number = ~missing & ~not_number
+    infinite = number & np.isinf(values)
+    k = int(infinite.sum())
+    if k:
+        problems.append(
+            f"column {column!r}: {_plural(k, 'row')} {'has' if k == 1 else 'have'} infinite "
+            f"values {_values(shown_values[infinite])} ({_rows(infinite)}). Counts are finite "
+            "whole numbers: correct these rows.")
     with np.errstate(invalid="ignore"):
-        whole = number & np.isfinite(values) & (values == np.round(values))
+        huge = number & np.isfinite(values) & (np.abs(values) > MAX_COUNT)
+    k = int(huge.sum())
+    if k:
+        problems.append(
+            f"column {column!r}: {_plural(k, 'row')} {'has' if k == 1 else 'have'} values "
+            f"above {MAX_COUNT:,} {_values(shown_values[huge])} ({_rows(huge)}), more pupils "
+            "or events than any cell can hold (England has about 8 million pupils a year): "
+            "check the column and correct these rows.")
+    number = number & ~infinite & ~huge
+    with np.errstate(invalid="ignore"):
+        whole = number & np.isfinite(values) & (
+            (values == np.round(values)) if whole_numbers else True)
     non_whole = number & ~whole
     k = int(non_whole.sum())
     if k:
@@ -307,6 +331,8 @@ def _as_counts(
         return valid, series.astype("int64")
     if pd.api.types.is_integer_dtype(series):
         return valid, series.astype("Int64")
+    if not whole_numbers and not np.all(values[number] == np.round(values[number])):
+        return valid, pd.Series(values, index=series.index)
     out = pd.Series(values, index=series.index).round()
     return valid, out.astype("Int64") if missing.any() else out.astype("int64")
 
@@ -356,6 +382,45 @@ def _check_nesting(
         f"give each {inner} in a different {outer} its own id (or pass unit_nesting=() to "
         "skip this check)."
     )
+
+
+def strip_levels(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """``frame`` with spaces around the text levels of ``columns`` removed ("none " is
+    "none"), and a :class:`~disparity.errors.DataWarning` saying how many were changed.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     out = strip_levels(pd.DataFrame({"sen": ["none ", "ehcp"]}), ["sen"])
+    >>> out.sen.tolist(), "1 value" in str(w[0].message)
+    (['none', 'ehcp'], True)
+    """
+    import warnings
+
+    from disparity.errors import DataWarning
+
+    changed: list[str] = []
+    out = None
+    for c in columns:
+        series = frame[c]
+        if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
+            continue
+        text = series.where(series.isna(), series.astype(str))
+        stripped = text.where(text.isna(), text.str.strip())
+        moved = (stripped != text) & text.notna()
+        k = int(moved.sum())
+        if k:
+            if out is None:
+                out = frame.copy()
+            out[c] = stripped
+            changed.append(f"{_plural(k, 'value')} of {c!r} ({_rows(moved.to_numpy())})")
+    if changed:
+        warnings.warn("stripped spaces before or after the levels of "
+                      + "; ".join(changed) + ": 'none ' and 'none' are the same level",
+                      DataWarning, stacklevel=3)
+    return frame if out is None else out
 
 
 def _raise(problems: list[str], what: str) -> None:
@@ -562,17 +627,22 @@ def validate_cells(
     events: Sequence[str] | None = None,
     trials: str = N_PUPILS,
     binary: bool | Sequence[str] | None = None,
-    levels: Mapping[str, Sequence[Any]] | None = None,
+    levels: Mapping[str, Sequence[Any]] | None = LEVELS,
     allow_missing: bool = False,
     unique: bool = True,
+    unit_nesting: Sequence[tuple[str, str]] = ((SCHOOL, LA),),
+    whole_trials: bool = True,
 ) -> pd.DataFrame:
     """Check a cells table (events out of trials per combination) and return integer counts.
 
     Every problem is collected before one error is raised. The checks:
 
     * the table has rows, and the ``by``, ``events`` and ``trials`` columns;
-    * grouping columns have no missing values and, where ``levels`` names them, only valid
-      levels;
+    * grouping columns have no missing values and, where ``levels`` names them (by default
+      the package's characteristics, ``sen``, ``fsm``, ``ethnicity``...; a table's own
+      columns stay free), only valid levels; spaces around a level are stripped, with a
+      :class:`~disparity.errors.DataWarning`;
+    * each inner unit of ``unit_nesting`` (a school) is in one outer unit (an LA), per year;
     * counts are whole numbers >= 0; missing counts (empty, ``NA`` or a suppression marker
       such as ``x`` or ``c``) are allowed only with ``allow_missing=True``;
     * binary-type events (at most one per pupil) do not exceed the trials;
@@ -596,13 +666,20 @@ def validate_cells(
         ``False``: none; a list: those. Default: all except the known counts of events
         (``n_susp``, ``n_fixed_excl``), which a pupil can have several of.
     levels : mapping of str to sequence, optional
-        Valid levels of grouping columns, checked where given.
+        Valid levels of grouping columns, checked where the column is a grouping column.
+        Default: :data:`disparity.vocabulary.LEVELS`; ``None`` or ``{}`` for no check.
     allow_missing : bool
         Whether missing (suppressed) counts are allowed; they are returned as ``<NA>`` in
         an ``Int64`` column.
     unique : bool
         Whether each combination of ``by`` must appear once. ``False`` allows repeats, e.g.
         when ``by`` leaves out a column (such as ``year``) that tells the rows apart.
+    unit_nesting : sequence of (inner, outer)
+        Pairs of grouping columns where each inner unit must be in one outer unit (per
+        ``year`` where there is one); ``()`` to skip.
+    whole_trials : bool
+        Whether ``trials`` must be whole numbers (pupils); ``False`` for the exposure of a
+        count model, which may be, e.g., pupil-years.
 
     Returns
     -------
@@ -663,6 +740,7 @@ def validate_cells(
         needed.setdefault(c, f"pass events= to {caller}")
     _check_columns(frame, needed, problems)
 
+    frame = strip_levels(frame, [c for c in by if c in frame.columns])
     out = frame.copy()
     if len(frame):
         for c in by:
@@ -673,6 +751,9 @@ def validate_cells(
             )
             if c in levels:
                 _check_levels(frame, c, list(levels[c]), missing, caller, problems)
+        for inner, outer in unit_nesting:
+            if inner in by and outer in by:
+                _check_nesting(frame, inner, outer, YEAR if YEAR in by else None, problems)
         counts: dict[str, np.ndarray] = {}
         for c in [trials, *events]:
             if c not in frame.columns:
@@ -687,6 +768,7 @@ def validate_cells(
                 f"allow_missing=True to {caller} to keep them as missing.",
                 binary_fix="",
                 problems=problems,
+                whole_numbers=whole_trials or c != trials,
             )
             if converted is not None:
                 out[c] = converted
@@ -727,5 +809,56 @@ def validate_cells(
                 "them apart to by=.",
                 problems,
             )
+    _raise(problems, _what("cells table", frame))
+    return out
+
+
+def validate_model_cells(
+    frame: pd.DataFrame,
+    *,
+    events: str,
+    trials: str,
+    family: str,
+    allow_missing: bool = False,
+) -> pd.DataFrame:
+    """The one check of a cells table that ``disparity validate`` and ``disparity run`` share.
+
+    :func:`validate_cells` with its defaults (every column that is not a count is a
+    grouping column, so repeated cells are refused; the package's characteristics must have
+    valid levels; schools sit in one LA), with the model's ``events`` among the counts and,
+    for a binomial model, never more than ``trials``.
+
+    Examples
+    --------
+    >>> cells = pd.DataFrame({"herd": ["A", "B"], "size": [20, 15], "incidence": [3, 16]})
+    >>> validate_model_cells(cells, events="incidence", trials="size", family="binomial")
+    Traceback (most recent call last):
+    ...
+    disparity.errors.ValidationError: cells table (2 rows; ...) failed validation with 1 problem:
+      1. column 'incidence': 1 row has more events than trials in 'size' (row 2 of 2), ...
+    """
+    columns = [str(c) for c in frame.columns]
+    counts = [c for c in columns if c.startswith(EVENTS_PREFIX) and c != trials
+              and not c.endswith(MISSING_SUFFIX)]
+    all_events = list(dict.fromkeys([*counts, events]))
+    binary = set(_binary_events(all_events, None))
+    if family == "binomial":
+        binary.add(events)
+    else:
+        binary.discard(events)
+    out = validate_cells(frame, events=all_events, trials=trials, binary=sorted(binary),
+                         allow_missing=True, whole_trials=family == "binomial")
+    problems: list[str] = []
+    for c in (events, trials):
+        if c not in out.columns or (allow_missing and c == events):
+            continue
+        missing = out[c].isna().to_numpy(dtype=bool)
+        k = int(missing.sum())
+        if k:
+            problems.append(
+                f"column {c!r}: {_plural(k, 'row')} {'has' if k == 1 else 'have'} missing "
+                f"(suppressed?) counts ({_rows(missing)}). The model needs them: fill them "
+                "in from unsuppressed data, or drop those cells (a suppressed count is "
+                "missing, never zero)")
     _raise(problems, _what("cells table", frame))
     return out

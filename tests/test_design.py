@@ -12,11 +12,12 @@ from disparity.spec import ModelSpec
 
 
 def cells() -> pd.DataFrame:
-    """Two LAs; school codes repeat across LAs (so nesting must combine them)."""
+    """Two LAs; establishment numbers repeat across LAs (DfE's ``estab`` is numbered within
+    each LA), so nesting must combine them."""
     return pd.DataFrame(
         {
             "la": ["E1", "E1", "E1", "E1", "E2", "E2", "E2", "E2"],
-            "school": ["s1", "s1", "s2", "s2", "s1", "s1", "s3", "s3"],
+            "estab": ["s1", "s1", "s2", "s2", "s1", "s1", "s3", "s3"],
             "trust": ["T1", "T2", "T1", "T2", "T1", "T2", "T1", "T2"],
             "ethnicity": [
                 "Indian",
@@ -49,7 +50,7 @@ def factorial() -> pd.DataFrame:
     return frame
 
 
-SPEC = ModelSpec(formula="ethnicity + sen", groups=("la/school", "trust"))
+SPEC = ModelSpec(formula="ethnicity + sen", groups=("la/estab", "trust"))
 
 
 def test_reference_first_and_treatment_columns():
@@ -76,17 +77,17 @@ def test_reference_first_and_treatment_columns():
 
 def test_nested_and_crossed_group_terms():
     design = build_design(SPEC, cells())
-    assert [g.name for g in design.groups] == ["la", "school", "trust"]
+    assert [g.name for g in design.groups] == ["la", "estab", "trust"]
     la, school, trust = design.groups
     assert la.levels == ("E1", "E2") and la.parent is None and la.columns == ("la",)
     assert la.index.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
     # "s1" in E1 and "s1" in E2 are different schools.
     assert school.levels == ("E1/s1", "E1/s2", "E2/s1", "E2/s3")
-    assert school.columns == ("la", "school") and school.parent == "la"
+    assert school.columns == ("la", "estab") and school.parent == "la"
     assert school.index.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
     assert trust.levels == ("T1", "T2") and trust.parent is None
     assert trust.index.tolist() == [0, 1, 0, 1, 0, 1, 0, 1]
-    assert design.group("school") is school
+    assert design.group("estab") is school
 
 
 def test_slope_term_indices_point_at_the_variable_columns():
@@ -134,7 +135,7 @@ def test_zero_trial_cells_dropped_with_a_warning_and_their_levels_too():
 def test_events_without_pupils_refused():
     frame = cells()
     frame.loc[6, "n_pupils"] = 0
-    with pytest.raises(ValidationError, match="events need pupils"):
+    with pytest.raises(ValidationError, match="events but 'n_pupils' is 0.*row 7 of 8"):
         build_design(SPEC.replace(family="poisson"), frame)
 
 
@@ -151,19 +152,19 @@ def test_one_level_group_refused():
 def test_missing_values_named_by_column_and_row():
     frame = cells()
     frame.loc[[2, 5], "sen"] = None
-    frame.loc[3, "school"] = None
+    frame.loc[3, "estab"] = None
     with pytest.raises(ValidationError) as info:
         build_design(SPEC, frame)
     message = str(info.value)
-    assert "2 problems" in message
-    assert "column 'sen' has 2 missing value(s) (rows 2, 5)" in message
-    assert "column 'school' has 1 missing value(s) (rows 3)" in message
+    assert "2 problems" in message  # rows numbered from 1: frame rows 2 and 5 are rows 3, 6
+    assert "column 'sen': 2 rows have missing values (rows 3, 6 of 8)" in message
+    assert "column 'estab': 1 row has missing values (row 4 of 8)" in message
 
 
 def test_events_above_trials_refused_for_binomial():
     frame = cells()
     frame.loc[0, "n_perm_excl"] = 11
-    with pytest.raises(ValidationError, match="cannot exceed its trials"):
+    with pytest.raises(ValidationError, match="more events than trials.*row 1 of 8"):
         build_design(SPEC, frame)
     # A count family allows several events per pupil.
     design = build_design(SPEC.replace(family="poisson"), frame)

@@ -184,7 +184,7 @@ def test_bad_engine_and_sampler_list_valid_ones():
 @pytest.mark.parametrize(
     ("fit", "expected"),
     [
-        ({"seed": "1"}, "seed must be a non-negative integer"),
+        ({"seed": "1"}, "seed must be a whole number from 0 to 4294967295"),
         ({"draws": 0}, "draws must be an integer >= 1"),
         ({"chains": 2.5}, "chains must be an integer >= 1"),
         ({"target_accept": 1.5}, "target_accept must be a number between 0 and 1"),

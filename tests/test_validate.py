@@ -221,10 +221,10 @@ def test_negative_and_fractional_counts():
     )
 
 
-def test_infinite_count_is_not_whole():
+def test_infinite_count_is_refused():
     frame = pupils().assign(n_susp=[0.0] * 19 + [np.inf])
     problem = only(problems_of(validate_pupils, frame))
-    assert problem.startswith("column 'n_susp': 1 row has values that are not whole numbers inf")
+    assert problem.startswith("column 'n_susp': 1 row has infinite values inf (row 20 of 20)")
 
 
 def test_missing_outcome():

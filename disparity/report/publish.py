@@ -53,6 +53,7 @@ from ..errors import DisparityError, ReadError, WriteError
 from ..vocabulary import PUPIL_ID
 
 __all__ = ["publish", "rerender", "verify_run", "claim", "csv_bytes", "json_bytes",
+           "table_bytes", "write_file",
            "sha256_bytes", "sha256_file", "package_versions", "MANIFEST", "RESTRICTED"]
 
 MANIFEST = "manifest.json"
@@ -155,8 +156,11 @@ def json_bytes(value: Any) -> bytes:
             + "\n").encode("utf-8")
 
 
-def csv_bytes(frame: pd.DataFrame) -> bytes:
+def csv_bytes(frame: pd.DataFrame, *, pupils: bool = False) -> bytes:
     """A table as deterministic CSV (``%.10g`` floats, ``\\n`` line ends, no index).
+
+    ``pupils=True`` lets a table of pupil rows through: only ``disparity simulate`` and
+    ``disparity collapse`` outside any run folder write one.
 
     Raises
     ------
@@ -172,13 +176,61 @@ def csv_bytes(frame: pd.DataFrame) -> bytes:
     ...
     disparity.errors.DisparityError: refusing to write a table with a 'pupil_id' column: ...
     """
-    if PUPIL_ID in map(str, frame.columns):
+    if PUPIL_ID in map(str, frame.columns) and not pupils:
         raise DisparityError(
             f"refusing to write a table with a {PUPIL_ID!r} column: pupil-level rows are "
             "never written to a run folder; collapse them to cells first")
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False, float_format=FLOAT_FORMAT, lineterminator="\n")
     return buffer.getvalue().encode("utf-8")
+
+
+def table_bytes(frame: pd.DataFrame, path: str | os.PathLike[str]) -> bytes:
+    """A table as the bytes of a ``.csv`` or ``.parquet`` file (by the path's ending).
+
+    Examples
+    --------
+    >>> table_bytes(pd.DataFrame({"a": [1]}), "t.csv")
+    b'a\\n1\\n'
+    """
+    if Path(path).suffix == ".parquet":
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        return buffer.getvalue()
+    return csv_bytes(frame, pupils=True)
+
+
+def write_file(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write one output file atomically: a temporary sibling, then a rename, so a killed
+    or failed write never leaves a partial file.
+
+    Raises
+    ------
+    WriteError
+        ``path`` is a folder, or the disk is full, read-only or not writable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise WriteError(f"-o {str(path)!r} is a folder; give the name of the file to write")
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
+        tmp = Path(name)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    return path
 
 
 # --------------------------------------------------------------------------- the run's files
@@ -370,7 +422,7 @@ def claim(out_dir: str | os.PathLike[str], *, force: bool = False) -> Iterator[P
     if resolved in _HELD:  # this process already holds it (publish inside a run)
         yield out_dir
         return
-    if out_dir.exists() and not out_dir.is_dir():
+    if not out_dir.is_dir():
         _check_destination(out_dir, force)
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -442,6 +494,12 @@ def _check_destination(out_dir: Path, force: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise WriteError(f"-o {str(out_dir)!r} is a file, not a folder; give the name of a "
                          "folder for the run (it is made if it does not exist)")
+    for parent in out_dir.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise WriteError(f"-o {str(out_dir)!r} is inside {str(parent)!r}, which is a "
+                                 "file, not a folder; choose another place for the run")
+            break
     if not out_dir.is_dir() or force:
         return
     present = _files_under(out_dir)
@@ -465,8 +523,8 @@ def _write_error(where: Path, exc: OSError) -> WriteError:
     reason = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
               errno.EACCES: "permission denied", errno.EDQUOT: "the disk quota is exceeded",
               errno.EPERM: "permission denied"}.get(exc.errno, exc.strerror or str(exc))
-    return WriteError(f"could not write the run folder {str(where)!r}: {reason}; nothing was "
-                      "changed there. Free some space or choose a writable folder with -o")
+    return WriteError(f"could not write {str(where)!r}: {reason}; nothing was changed there. "
+                      "Free some space or choose a writable place with -o")
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -117,15 +117,15 @@ def test_cluster_on_innermost_nested_term():
     cells = pd.DataFrame(
         {
             "la": np.repeat(["E1", "E2", "E3"], 8),
-            "school": np.tile(np.repeat(["a", "b", "c", "d"], 2), 3),
+            "estab": np.tile(np.repeat(["a", "b", "c", "d"], 2), 3),  # numbered within LA
             "sen": np.tile(["none", "ehcp"], 12),
             "n_pupils": rng.integers(50, 100, 24),
         }
     )
     cells["n_perm_excl"] = rng.binomial(cells["n_pupils"], 0.1)
-    spec = ModelSpec(formula="sen", groups=("la/school",), engine="glm")
+    spec = ModelSpec(formula="sen", groups=("la/estab",), engine="glm")
     result = fit(build_design(spec, cells), spec)
-    assert result.diagnostics["cluster"] == "school"
+    assert result.diagnostics["cluster"] == "estab"
     assert result.diagnostics["n_clusters"] == 12
 
 
@@ -172,6 +172,7 @@ def test_negative_binomial_recovers_simulated_truth():
     n_cells = 4000
     cells = pd.DataFrame(
         {
+            "school": np.arange(n_cells),  # one cell per school: no cell repeats
             "sen": rng.choice(["none", "ehcp"], n_cells),
             "n_pupils": rng.integers(20, 200, n_cells),
         }
