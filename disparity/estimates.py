@@ -13,6 +13,7 @@ import pandas as pd
 
 from disparity.engines.base import ESTIMATE_COLUMNS, Fit
 from disparity.errors import DisparityError
+from disparity.quantiles import normal_quantile
 
 #: Ratio estimand of each family: exp(coefficient).
 RATIO_ESTIMAND: dict[str, str] = {
@@ -46,12 +47,6 @@ def link_of(family: str) -> str:
     ('logit', 'log')
     """
     return "logit" if family == "binomial" else "log"
-
-
-def _normal_quantile(p: float) -> float:
-    from scipy.stats import norm
-
-    return float(norm.ppf(p))
 
 
 def _check_ci_prob(ci_prob: Any) -> float:
@@ -148,7 +143,7 @@ def estimates(fit: Fit, ci_prob: float | None = None) -> pd.DataFrame:
         low, high = np.quantile(draws, [tail, 1.0 - tail], axis=0)
     else:
         se = np.sqrt(np.diag(np.asarray(fit.coef_cov, dtype=np.float64)))
-        z = _normal_quantile(1.0 - tail)
+        z = normal_quantile(1.0 - tail)
         low, high = coef - z * se, coef + z * se
     for j, term in enumerate(terms):
         add("coefficient", term, coef[j], se[j], low[j], high[j])
@@ -196,7 +191,7 @@ def estimates(fit: Fit, ci_prob: float | None = None) -> pd.DataFrame:
             se_disp = float(fit.diagnostics.get("dispersion_std_error", np.nan))
             if np.isfinite(se_disp) and fit.dispersion > 0 and np.isfinite(fit.dispersion):
                 # Wald interval on the log scale keeps the shape positive.
-                z = _normal_quantile(1.0 - tail)
+                z = normal_quantile(1.0 - tail)
                 half = z * se_disp / fit.dispersion
                 d_low = fit.dispersion * np.exp(-half)
                 d_high = fit.dispersion * np.exp(half)

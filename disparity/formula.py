@@ -577,7 +577,8 @@ class _FormulaParser(_Parser):
         if col in self.categorical and self.categorical[col] != level:
             raise self.fail(f"column {col!r} is given two reference levels", start)
         self.categorical[col] = level
-        return self.add(("col", col), _column_text(col))
+        text = f"C({_column_text(col)}" + (f", {level!r})" if level is not None else ")")
+        return self.add(("col", col), text)
 
     def level(self) -> str:
         tok = self.tok
@@ -616,7 +617,7 @@ def parse_formula(text: str) -> Formula:
     --------
     >>> f = parse_formula("ethnicity * sen + C(cin, 'no') + I(age - 10)")
     >>> f.fixed, f.columns, dict(f.categorical)
-    ('ethnicity * sen + cin + I(age - 10)', ('ethnicity', 'sen', 'cin', 'age'), {'cin': 'no'})
+    ("ethnicity * sen + C(cin, 'no') + I(age - 10)", ('ethnicity', 'sen', 'cin', 'age'), {'cin': 'no'})
     >>> parse_formula("n_susp ~ fsm + offset(log(n_pupils)) + (1 + fsm || la)").slopes
     {'fsm': 'la'}
     >>> parse_formula("C(sen, levels=open('/etc/passwd').read())")
@@ -721,18 +722,20 @@ class SafeFactor:
         self.tree = tree
         self.columns = tuple(dict.fromkeys(_columns_of(tree)))
         self.origin = None
+        # C(x) and C(x, "level") name their columns x[T.level], as a plain categorical x
+        self.label = _column_text(tree[1]) if text.startswith("C(") else text
 
     def name(self) -> str:
-        return self.text
+        return self.label
 
     def __repr__(self) -> str:
         return f"SafeFactor({self.text!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, SafeFactor) and other.text == self.text
+        return isinstance(other, SafeFactor) and other.label == self.label
 
     def __hash__(self) -> int:
-        return hash(("SafeFactor", self.text))
+        return hash(("SafeFactor", self.label))
 
     def memorize_passes_needed(self, state: dict, eval_env: Any) -> int:
         state["sums"] = None

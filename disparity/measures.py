@@ -63,7 +63,6 @@ References
 from __future__ import annotations
 
 from collections.abc import Sequence
-from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -71,6 +70,7 @@ from numpy.typing import ArrayLike
 
 from . import config
 from .errors import DisparityError, ValidationError
+from .quantiles import two_sided_z
 from .vocabulary import N_PUPILS, REFERENCE, YEAR, events_column
 
 __all__ = [
@@ -159,7 +159,7 @@ def _z(ci_prob: float) -> float:
              f"Use e.g. ci_prob={config.CI_PROB}."],
             what="ci_prob",
         )
-    return NormalDist().inv_cdf(0.5 + ci_prob / 2.0)
+    return two_sided_z(ci_prob)
 
 
 def _arrays(*values: object) -> list[np.ndarray]:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from disparity.estimates import SUMMARY_COLUMNS, UNIT_COLUMNS
+from disparity.quantiles import two_sided_z
 from disparity.vocabulary import YEAR
 
 __all__ = ["crude_rows", "unit_labels", "cells_summary", "model_variables",
@@ -31,8 +32,6 @@ def crude_rows(cells: pd.DataFrame, spec: Any, variable: str, levels: tuple[str,
     ``+/- z sqrt(e1 / n1**2 + e0 / n0**2)`` (Rothman, Greenland and Lash 2008, *Modern
     Epidemiology*, 3rd ed., chapter 14).
     """
-    from scipy.stats import norm
-
     from disparity.measures import disproportionality
 
     work = pd.DataFrame({
@@ -50,7 +49,7 @@ def crude_rows(cells: pd.DataFrame, spec: Any, variable: str, levels: tuple[str,
         sums = work.groupby(variable, sort=False)[["n_events", "n_pupils"]].sum()
         e0, n0 = sums.loc[reference]
         e1, n1 = sums["n_events"].to_numpy(), sums["n_pupils"].to_numpy()
-        z = float(norm.ppf(0.5 + ci_prob / 2))
+        z = two_sided_z(ci_prob)
         with np.errstate(divide="ignore", invalid="ignore"):
             rr = (e1 / n1) / (e0 / n0)
             half = z * np.sqrt(1 / e1 + 1 / e0)

@@ -220,6 +220,13 @@ class ModelSpec:
     description: str = ""
 
     def __post_init__(self) -> None:
+        # The same rules as a model file (SCHEMA), so ModelSpec(groups="la") or
+        # family="binomal" is refused here, naming the field and the nearest valid value.
+        problems = [p for p in (check_field(f, getattr(self, f)) for f in SCHEMA)
+                    if p is not None]
+        if problems:
+            _raise([p.replace("[model] ", "").replace("[fit] ", "").replace("[report] ", "")
+                    .replace("[priors]", "priors") for p in problems], "ModelSpec")
         # Normalise containers so a spec made in Python is as immutable as one read from TOML.
         object.__setattr__(self, "groups", tuple(self.groups))
         object.__setattr__(self, "ladder", tuple(FrozenMap(x) for x in self.ladder))
@@ -339,6 +346,126 @@ def formula_variables(formula: str) -> tuple[str, ...]:
     from disparity.formula import formula_columns
 
     return formula_columns(formula)
+
+
+# --------------------------------------------------------------------------- the schema
+# One declared rule per field of ModelSpec: where a model file sets it, and the check of its
+# value. spec_from_dict (a model file, or disparity.fit's keywords) and ModelSpec itself (a
+# spec built in Python, or changed with .replace) use the same rules, so a spec is checked
+# the same way wherever it comes from.
+def _choice(choices: tuple[str, ...], what: str) -> Any:
+    def check(v: Any) -> str | None:
+        if v in choices:
+            return None
+        return (f"{v!r} is not known{_suggest(str(v), choices)}; valid {what} are "
+                f"{_choices(choices)}")
+    return check
+
+
+def _whole(low: int, high: int | None = None) -> Any:
+    def check(v: Any) -> str | None:
+        if _is_int(v) and low <= v and (high is None or v <= high):
+            return None
+        return (f"must be a whole number from {low} to {high}, not {v!r}" if high is not None
+                else f"must be an integer >= {low}, not {v!r}")
+    return check
+
+
+def _open_unit(v: Any) -> str | None:
+    return None if _is_number(v) and 0 < v < 1 else f"must be a number between 0 and 1, not {v!r}"
+
+
+def _column(v: Any) -> str | None:
+    return None if isinstance(v, str) and v.strip() else (
+        f"must be a column name (a string), not {v!r}")
+
+
+def _group_entries(v: Any) -> str | None:
+    if isinstance(v, str):
+        return f"must be a list of strings, e.g. groups = [{v!r}], not a string"
+    if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
+        return f"must be a list of strings such as [\"la/school\"], not {v!r}"
+    if any(not part.strip() for x in v for part in x.split("/")):
+        return (f"entries {list(v)!r} have an empty part; write \"la/school\" for schools "
+                "nested in LAs")
+    names = group_term_names(tuple(v))
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        return (f"name the term(s) {dupes!r} more than once ({list(v)!r}); name each grouping "
+                "factor once")
+    return None
+
+
+def _text_map(example: str) -> Any:
+    def check(v: Any) -> str | None:
+        if isinstance(v, Mapping) and all(isinstance(k, str) and isinstance(x, str)
+                                          for k, x in v.items()):
+            return None
+        return f"must be a table of strings, e.g. {{ ethnicity = {example} }}, not {v!r}"
+    return check
+
+
+def _formula_rule(v: Any) -> str | None:
+    if not isinstance(v, str) or not v.strip():
+        return f"must be a string such as \"sen + fsm\", not {v!r}"
+    from disparity.formula import parse_formula
+
+    try:
+        parse_formula(v)
+    except SpecError as exc:
+        return str(exc)
+    return None
+
+
+def _priors_rule(v: Any) -> str | None:
+    if not isinstance(v, Mapping):
+        return f"must be a table of prior scales, not {v!r}"
+    bad = [k for k in v if k not in DEFAULT_PRIORS]
+    if bad:
+        return (f"has unknown key(s) {bad!r}{_suggest(bad[0], DEFAULT_PRIORS)}; valid keys are "
+                f"{_choices(tuple(DEFAULT_PRIORS))}")
+    neg = [k for k, x in v.items() if not _is_number(x) or not x > 0]
+    if neg:
+        return f"{neg[0]} must be a positive number, not {v[neg[0]]!r}"
+    return None
+
+
+#: ModelSpec field -> (where a model file sets it, the check of its value).
+SCHEMA: Mapping[str, tuple[str, Any]] = {
+    "family": ("[model] family", _choice(FAMILIES, "families")),
+    "events": ("[model] events", _column),
+    "trials": ("[model] trials", _column),
+    "formula": ("[model] formula", _formula_rule),
+    "groups": ("[model] groups", _group_entries),
+    "slopes": ("[model] slopes", _text_map('"la"')),
+    "reference": ("[model] reference", _text_map('"White British"')),
+    "engine": ("[fit] engine", _choice(ENGINES, "engines")),
+    "sampler": ("[fit] sampler", _choice(SAMPLERS, "samplers")),
+    "seed": ("[fit] seed", _whole(0, MAX_SEED)),
+    "draws": ("[fit] draws", _whole(1)),
+    "tune": ("[fit] tune", _whole(0)),
+    "chains": ("[fit] chains", _whole(1)),
+    "target_accept": ("[fit] target_accept", _open_unit),
+    "ci_prob": ("[report] ci_prob", _open_unit),
+    "priors": ("[priors]", _priors_rule),
+}
+
+
+def check_field(name: str, value: Any) -> str | None:
+    """The problem with a value of a :class:`ModelSpec` field, in words (None if fine).
+
+    Examples
+    --------
+    >>> check_field("family", "binomal")
+    "[model] family 'binomal' is not known (did you mean 'binomial'?); valid families are 'binomial', 'poisson', 'negative_binomial'"
+    >>> check_field("seed", 7) is None
+    True
+    """
+    where, rule = SCHEMA[name]
+    problem = rule(value)
+    if problem is None:
+        return None
+    return f"{where} {problem}" if not problem.startswith("formula") else f"[model] {problem}"
 
 
 # --------------------------------------------------------------------------- reading
@@ -498,51 +625,22 @@ def spec_from_dict(
     elif family is None:
         problems.append("[model] family is required")
     if family is not None:
-        if family not in FAMILIES:
-            problems.append(
-                f"[model] family {family!r} is not known{_suggest(family, FAMILIES)}; "
-                f"valid families are {_choices(FAMILIES)}"
-            )
-        else:
-            kw["family"] = family
+        _take("family", family, kw, problems)
     for key in ("events", "trials"):
         if key in model:
-            v = model[key]
-            if not isinstance(v, str) or not v:
-                problems.append(f"[model] {key} must be a column name (a string), not {v!r}")
-            else:
-                kw[key] = v
+            _take(key, model[key], kw, problems)
     if parsed is not None:
         kw["formula"] = parsed.fixed
         problems += _formula_keys(parsed, model, kw, family)
     groups: tuple[str, ...] = ()
     if "groups" in model:
         g = model["groups"]
-        if isinstance(g, str):
-            problems.append(
-                f"[model] groups must be a list of strings, e.g. groups = [{g!r}], not a string"
-            )
-        elif not isinstance(g, list) or not all(isinstance(x, str) for x in g):
-            problems.append(
-                f"[model] groups must be a list of strings such as [\"la/school\"], not {g!r}"
-            )
+        problem = check_field("groups", g)
+        if problem is not None:
+            problems.append(problem)
         else:
-            bad = [x for x in g if any(not part.strip() for part in x.split("/"))]
-            if bad:
-                problems.append(
-                    f"[model] groups entries {bad!r} have an empty part; write \"la/school\" "
-                    "for schools nested in LAs"
-                )
-            else:
-                groups = tuple("/".join(part.strip() for part in x.split("/")) for x in g)
-                names = group_term_names(groups)
-                dupes = sorted({n for n in names if names.count(n) > 1})
-                if dupes:
-                    problems.append(
-                        f"[model] groups name the term(s) {dupes!r} more than once "
-                        f"({list(groups)!r}); name each grouping factor once"
-                    )
-                kw["groups"] = groups
+            groups = tuple("/".join(part.strip() for part in x.split("/")) for x in g)
+            kw["groups"] = groups
     if parsed is not None and parsed.groups:
         if "groups" in model and tuple(groups) != parsed.groups:
             problems.append(f"[model] groups {list(groups)!r} differ from the random-effects "
@@ -588,42 +686,11 @@ def spec_from_dict(
     # -- [fit]
     fit = table("fit")
     problems += _unknown_keys(fit, _FIT_KEYS, "[fit]")
-    engine = fit.get("engine", "ml")
-    if engine not in ENGINES:
-        problems.append(
-            f"[fit] engine {engine!r} is not known{_suggest(engine, ENGINES)}; "
-            f"valid engines are {_choices(ENGINES)}"
-        )
-    else:
-        kw["engine"] = engine
-    sampler = fit.get("sampler", "auto")
-    if sampler not in SAMPLERS:
-        problems.append(
-            f"[fit] sampler {sampler!r} is not known{_suggest(sampler, SAMPLERS)}; "
-            f"valid samplers are {_choices(SAMPLERS)}"
-        )
-    else:
-        kw["sampler"] = sampler
-    if "seed" in fit:
-        if not _is_int(fit["seed"]) or not 0 <= fit["seed"] <= MAX_SEED:
-            problems.append(f"[fit] seed must be a whole number from 0 to {MAX_SEED}, not "
-                            f"{fit['seed']!r}")
-        else:
-            kw["seed"] = fit["seed"]
-    for key in ("draws", "tune", "chains"):
+    _take("engine", fit.get("engine", "ml"), kw, problems)
+    _take("sampler", fit.get("sampler", "auto"), kw, problems)
+    for key in ("seed", "draws", "tune", "chains", "target_accept"):
         if key in fit:
-            v = fit[key]
-            low = 0 if key == "tune" else 1
-            if not _is_int(v) or v < low:
-                problems.append(f"[fit] {key} must be an integer >= {low}, not {v!r}")
-            else:
-                kw[key] = v
-    if "target_accept" in fit:
-        v = fit["target_accept"]
-        if not _is_number(v) or not 0 < v < 1:
-            problems.append(f"[fit] target_accept must be a number between 0 and 1, not {v!r}")
-        else:
-            kw["target_accept"] = float(v)
+            _take(key, fit[key], kw, problems)
     if "noncentered" in fit:
         nc = fit["noncentered"]
         if isinstance(nc, bool):
@@ -668,11 +735,7 @@ def spec_from_dict(
     report = table("report")
     kw["report"] = FrozenMap(dict(report))
     if "ci_prob" in report:
-        v = report["ci_prob"]
-        if not _is_number(v) or not 0 < v < 1:
-            problems.append(f"[report] ci_prob must be a number between 0 and 1, not {v!r}")
-        else:
-            kw["ci_prob"] = float(v)
+        _take("ci_prob", report["ci_prob"], kw, problems)
     ladder = d.get("ladder", [])
     if not isinstance(ladder, list) or not all(isinstance(x, Mapping) for x in ladder):
         problems.append(f"[[ladder]] entries must be tables, not {ladder!r}")
@@ -682,6 +745,15 @@ def spec_from_dict(
     if problems:
         _raise(problems, f"model specification{where_file}")
     return ModelSpec(**kw)
+
+
+def _take(field: str, value: Any, kw: dict[str, Any], problems: list[str]) -> None:
+    """Check a model file's value of a field by :data:`SCHEMA`; keep it or say why not."""
+    problem = check_field(field, value)
+    if problem is None:
+        kw[field] = float(value) if field in ("target_accept", "ci_prob") else value
+    else:
+        problems.append(problem)
 
 
 def _formula_keys(parsed: Any, model: Mapping[str, Any], kw: dict[str, Any],

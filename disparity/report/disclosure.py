@@ -485,7 +485,7 @@ def published_tables(result: Any) -> PublishedTables:
                      "count hidden to protect one.")
 
     # -- unit effects: listed units only; their counts under the rules
-    units = result.unit_effects.reset_index(drop=True)
+    units = result.units.reset_index(drop=True)
     keep = []
     for g, u, var in zip(units["group_term"].astype(str), units["unit"].astype(str),
                          units["variable"].fillna("").astype(str)):

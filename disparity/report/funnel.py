@@ -56,7 +56,9 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+
 from ..errors import SpecError, ValidationError
+from ..quantiles import normal_quantile
 from ..vocabulary import N_PUPILS
 
 __all__ = [
@@ -175,7 +177,7 @@ def funnel_limits(
             low = _exact_point(tail, target, sizes, kind)
             high = _exact_point(1.0 - tail, target, sizes, kind)
         else:
-            z = stats.norm.ppf(1.0 - tail)
+            z = normal_quantile(1.0 - tail)
             low, high = target - z * s, target + z * s
         low = target + widen * (low - target)
         high = target + widen * (high - target)

@@ -238,7 +238,7 @@ def _diagnostics(result: Any, tables: Any) -> dict[str, Any]:
     """``diagnostics.json``: the engine's diagnostics and the facts the report is drawn from
     (no timings: those go in the manifest)."""
     fit = result.fit
-    engine_diag = {k: v for k, v in dict(fit.diagnostics).items() if k not in ("seconds",)}
+    engine_diag = {k: v for k, v in dict(fit.diagnostics).items() if "seconds" not in k}
     facts = result.facts()
     total = tables.cells_summary[tables.cells_summary.margin == "total"]
     facts["n_pupils"] = _published_number(total.n_pupils.iloc[0])
@@ -313,7 +313,7 @@ def _restricted_files(result: Any) -> dict[str, bytes]:
     """Raw counts, the modelled cells and the fit: for quality assurance, not for release."""
     files = {f"{RESTRICTED}/README.txt": _RESTRICTED_README.encode("utf-8"),
              f"{RESTRICTED}/cells_summary.csv": csv_bytes(result.cells_summary),
-             f"{RESTRICTED}/unit_effects.csv": csv_bytes(result.unit_effects),
+             f"{RESTRICTED}/unit_effects.csv": csv_bytes(result.units),
              f"{RESTRICTED}/estimates.csv": csv_bytes(result.estimates),
              f"{RESTRICTED}/cells.csv": csv_bytes(result.data.frame)}
     fit = result.fit
@@ -332,6 +332,20 @@ def _restricted_files(result: Any) -> dict[str, bytes]:
     return files
 
 
+def published_files(result: Any) -> dict[str, bytes]:
+    """The published tables of a result (``estimates.csv``, ``unit_effects.csv``,
+    ``cells_summary.csv``) and ``diagnostics.json``, after disclosure control."""
+    from .disclosure import published_tables
+
+    tables = published_tables(result)
+    return {
+        "estimates.csv": csv_bytes(tables.estimates),
+        "unit_effects.csv": csv_bytes(tables.unit_effects),
+        "cells_summary.csv": csv_bytes(tables.cells_summary),
+        "diagnostics.json": json_bytes(_diagnostics(result, tables)),
+    }
+
+
 def run_files(result: Any, *, restricted: bool = False) -> dict[str, bytes]:
     """Every file of a result's run folder but the manifest, by relative path.
 
@@ -339,16 +353,9 @@ def run_files(result: Any, *, restricted: bool = False) -> dict[str, bytes]:
     the published tables after they have been turned into bytes and read back, exactly as
     ``disparity report`` will read them.
     """
-    from .disclosure import published_tables
     from .render import read_tables, render_report
 
-    tables = published_tables(result)
-    files = {
-        "estimates.csv": csv_bytes(tables.estimates),
-        "unit_effects.csv": csv_bytes(tables.unit_effects),
-        "cells_summary.csv": csv_bytes(tables.cells_summary),
-        "diagnostics.json": json_bytes(_diagnostics(result, tables)),
-    }
+    files = published_files(result)
     if result.scope == "run":
         files.update(render_report(read_tables(files)))
     if restricted:
@@ -392,8 +399,8 @@ def _manifest_info(result: Any, files: Mapping[str, bytes]) -> dict[str, Any]:
         "warnings": run["warnings"],
         "disparity_version": run["package_version"],
         "seconds": {**dict(result.timings),
-                    **({"fit": result.fit.diagnostics["seconds"]}
-                       if "seconds" in result.fit.diagnostics else {})},
+                    **{f"engine {k}": v for k, v in result.fit.diagnostics.items()
+                       if "seconds" in k}},
     }
 
 

@@ -153,9 +153,21 @@ def _join(items: list[str]) -> str:
 
 
 # --------------------------------------------------------------------------- figures
+class FigureSink(dict):
+    """Where the render functions put figures when the caller wants the matplotlib objects
+    (``Result.plot``) rather than their bytes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.figures: dict[str, Any] = {}
+
+
 def _figure(fig: Any, files: dict[str, bytes], name: str) -> str:
     from .plots import figure_bytes
 
+    if isinstance(files, FigureSink):
+        files.figures[name] = fig
+        return f"{FIGURES}/{name}.png"
     png, svg = figure_bytes(fig)
     files[f"{FIGURES}/{name}.png"] = png
     files[f"{FIGURES}/{name}.svg"] = svg
@@ -917,3 +929,69 @@ def render_report(saved: Mapping[str, Any]) -> dict[str, bytes]:
     images = {k: v for k, v in files.items() if k.endswith(".png")}
     files["report.html"] = doc.to_html(blocks, title=title, images=images).encode("utf-8")
     return files
+
+
+#: Figures :func:`draw` makes.
+FIGURE_KINDS: tuple[str, ...] = ("forest", "funnel", "funnel_ratio", "caterpillar", "trend")
+
+
+def draw(saved: Mapping[str, Any], kind: str, *, variable: str | None = None,
+         term: str | None = None) -> Any:
+    """One figure of a run's report, as a matplotlib ``Figure``, from its published tables.
+
+    Parameters
+    ----------
+    saved : mapping
+        :func:`read_tables` of the run's published files.
+    kind : {"forest", "funnel", "funnel_ratio", "caterpillar", "trend"}
+    variable : str, optional
+        The variable of a forest or trend plot (default: the first of the formula).
+    term : str, optional
+        The group term of a funnel or caterpillar plot (default: the first).
+
+    Raises
+    ------
+    SpecError
+        An unknown kind, variable or term, or a figure the run cannot draw (e.g. a
+        caterpillar plot of a model with no unit effects).
+    """
+    from ..errors import SpecError
+
+    run = saved["diagnostics"]["run"]
+    w = _Words(run)
+    spec = run["spec"]
+    variables = [v["name"] for v in spec["variables"]]
+    terms = [g["name"] for g in spec["group_terms"]]
+    if kind not in FIGURE_KINDS:
+        raise SpecError(f"unknown figure {kind!r}; figures are {', '.join(FIGURE_KINDS)}")
+    sink = FigureSink()
+    if kind in ("forest", "trend"):
+        variable = variable or (variables[0] if variables else None)
+        if variable not in variables:
+            raise SpecError(f"variable {variable!r} is not a categorical variable of the "
+                            f"formula; variables are {variables!r}")
+        if kind == "forest":
+            info = next(v for v in spec["variables"] if v["name"] == variable)
+            _forest(sink, saved["estimates"], variable, info["reference"], w)
+        else:
+            _trend(sink, saved["cells"], variable, w)
+    else:
+        term = term or (terms[0] if terms else None)
+        if term not in terms:
+            raise SpecError(f"group term {term!r} is not in the model; terms are {terms!r}")
+        from ..settings import SuppressionRules
+
+        rules = SuppressionRules.from_mapping(run["report"]["suppression"])
+        units, cells = saved["units"], saved["cells"]
+        if kind == "funnel":
+            _funnel(sink, cells[(cells.margin == "unit") & (cells.by == term)], term, w,
+                    rules.min_pupils, _unit_names(units, term))
+        elif kind == "funnel_ratio":
+            _funnel_ratio(sink, units, term, w, rules.min_pupils, _unit_names(units, term))
+        elif ((units.estimand == "unit_ratio") & (units.group_term == term)).any():
+            _caterpillar(sink, units, term, w)
+    if not sink.figures:
+        raise SpecError(f"this run has no {kind} figure"
+                        + (f" for {variable or term!r}" if (variable or term) else "")
+                        + " (too few units, no unit effects, or every value suppressed)")
+    return next(iter(sink.figures.values()))
