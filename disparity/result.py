@@ -192,7 +192,10 @@ class Result:
 
         def pick(r: "Result") -> pd.DataFrame:
             t = r.estimates[r.estimates.estimand.isin(estimands)]
-            return t[[*keys, "estimate", "std_error", "conf_low", "conf_high"]]
+            t = t[[*keys, "estimate", "std_error", "conf_low", "conf_high"]].copy()
+            for k in keys:
+                t[k] = t[k].fillna("").astype(str)
+            return t
 
         both = pick(self).merge(pick(other), on=keys, how="outer", suffixes=("_a", "_b"))
         both["difference"] = both.estimate_b - both.estimate_a

@@ -56,7 +56,6 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-
 from ..errors import SpecError, ValidationError
 from ..quantiles import normal_quantile
 from ..vocabulary import N_PUPILS
@@ -149,7 +148,6 @@ def funnel_limits(
     ----------
     Spiegelhalter (2005a), appendix A.1.1; Spiegelhalter (2005b).
     """
-    from scipy import stats
 
     _check_choice("kind", kind, KINDS)
     _check_choice("method", method, METHODS)
