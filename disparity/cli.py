@@ -210,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
         "and representation indices of one outcome by one characteristic, within a unit.",
     )
     p.add_argument("data", type=Path, help="a DfE EES file, a pupils table or a cells table")
-    p.add_argument("--outcome", required=True, help="e.g. perm_excl, fixed_excl, one_plus_fixed")
+    p.add_argument("--outcome", required=True,
+                   help="pupils with the event: perm_excl, one_plus_fixed (DfE), any_susp")
     p.add_argument("--by", required=True, help="characteristic, e.g. ethnicity, fsm, sen, sex")
     p.add_argument("--unit", default=None, help="unit within which groups are compared: "
                    "region, la, school, year (default: national)")
@@ -222,7 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--school-type", default="Total", help="DfE files: school type (default Total)")
     p.add_argument("--min-n-size", type=int, default=None, help="IDEA minimum pupils (30)")
     p.add_argument("--min-cell-size", type=int, default=None, help="IDEA minimum events (10)")
-    p.add_argument("--threshold", type=float, default=None, help="risk-ratio flag threshold")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="flag groups whose risk ratio exceeds this (default: none, no flags; "
+                   "IDEA leaves the threshold to each State, commonly 2 or 3)")
     p.add_argument("--ci-prob", type=float, default=None, help="interval probability (0.95)")
     p.add_argument("-o", "--output", type=Path, default=None, help="CSV or Parquet to write")
     p.set_defaults(func=_cmd_rates)
@@ -338,6 +341,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("disparity: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not bad input: say so in one paragraph
+        import os
+
+        if os.environ.get("DISPARITY_DEBUG"):
+            raise
+        print(f"disparity {args.command}: internal error ({type(exc).__name__}: {exc}). This "
+              "is a fault in disparity, not in your input; rerun with DISPARITY_DEBUG=1 for "
+              "the details and report them.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

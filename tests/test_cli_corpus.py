@@ -252,6 +252,10 @@ CASES = [
          {"d.csv": GOOD, "m.toml": model()}, _held_lock),
     Case("run-output-parent-is-a-file", ["run", "{m.toml}", "-o", "{d.csv}/run"], 2,
          "which is a file", {"d.csv": GOOD, "m.toml": model()}),
+    Case("rates-count-is-not-a-risk", ["rates", str(ROOT / "data" / "dfe" /
+                                           "exclusions_by_characteristic_national.csv.gz"),
+                                       "--outcome", "fixed_excl", "--by", "sen"], 2,
+         "one_plus_fixed", {}),
     # -- simulate
     Case("simulate-no-pupils", ["simulate", "--pupils", "0", "-o", "{p.parquet}"], 2,
          "--pupils must be at least 1", {}),
