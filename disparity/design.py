@@ -128,11 +128,13 @@ def _sort_key_levels(values: list[Any]) -> list[Any]:
 
 def _check_values(spec: ModelSpec, cells: pd.DataFrame, used: list[str]) -> pd.DataFrame:
     """The shared check of a cells table (:func:`disparity.validate.validate_model_cells`:
-    what ``disparity validate`` checks), then missing values in the columns the model uses."""
+    what ``disparity validate`` checks; repeated rows are allowed here, so pupil rows can be
+    fitted directly, and refused where a model file's data are read), then missing values
+    in the columns the model uses."""
     from disparity.validate import validate_model_cells
 
     cells = validate_model_cells(cells, events=spec.events, trials=spec.trials,
-                                 family=spec.family)
+                                 family=spec.family, unique=False)
     problems: list[str] = []
     for col in used:
         na = cells[col].isna().to_numpy()

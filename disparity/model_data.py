@@ -361,11 +361,11 @@ def load_model_data(
             from disparity.read import read_frame
 
             frame = read_frame(path)
-            if kind == "cells":  # the check `disparity validate` makes, rows as in the file
-                from disparity.validate import validate_model_cells
+    if kind == "cells":  # the check `disparity validate` makes, rows as in the file
+        from disparity.validate import validate_model_cells
 
-                frame = validate_model_cells(frame, events=spec.events, trials=spec.trials,
-                                             family=spec.family)
+        frame = validate_model_cells(frame, events=spec.events, trials=spec.trials,
+                                     family=spec.family)
     wrong = [k for k, kinds in (("by", ("dfe",)), ("unit", ("dfe",)),
                                 ("school_type", ("dfe",)), ("collapse_by", ("pupils",)))
              if k in options and kind not in kinds]

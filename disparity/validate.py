@@ -820,13 +820,15 @@ def validate_model_cells(
     trials: str,
     family: str,
     allow_missing: bool = False,
+    unique: bool = True,
 ) -> pd.DataFrame:
     """The one check of a cells table that ``disparity validate`` and ``disparity run`` share.
 
     :func:`validate_cells` with its defaults (every column that is not a count is a
     grouping column, so repeated cells are refused; the package's characteristics must have
     valid levels; schools sit in one LA), with the model's ``events`` among the counts and,
-    for a binomial model, never more than ``trials``.
+    for a binomial model, never more than ``trials``. ``unique=False`` lets rows repeat
+    (one row per pupil, each with ``trials`` 1, passed to the design directly).
 
     Examples
     --------
@@ -847,7 +849,7 @@ def validate_model_cells(
     else:
         binary.discard(events)
     out = validate_cells(frame, events=all_events, trials=trials, binary=sorted(binary),
-                         allow_missing=True, whole_trials=family == "binomial")
+                         allow_missing=True, whole_trials=family == "binomial", unique=unique)
     problems: list[str] = []
     for c in (events, trials):
         if c not in out.columns or (allow_missing and c == events):
