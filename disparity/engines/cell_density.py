@@ -342,7 +342,7 @@ def build_density(
     if isinstance(weights, np.ndarray):
         w = np.asarray(weights, dtype=np.float64).copy()
     elif weights:
-        for b, key in zip(blocks, _block_keys(design)):
+        for b, key in zip(blocks, block_keys(design)):
             if key in weights:
                 w[b.start : b.start + b.size] = float(weights[key])
 
@@ -425,14 +425,9 @@ def build_density(
     )
 
 
-def _block_keys(design: Any) -> list[str]:
+def block_keys(design: Any) -> list[str]:
     """The ``noncentered`` key of each effect block: group name, then ``variable|group``."""
     return [g.name for g in design.groups] + [f"{s.variable}|{s.group}" for s in design.slopes]
-
-
-def block_keys(design: Any) -> list[str]:
-    """Public name of :func:`_block_keys` (the keys of ``spec.noncentered``)."""
-    return _block_keys(design)
 
 
 def crude_link(events: np.ndarray, trials: np.ndarray, family: str) -> float:
@@ -470,7 +465,7 @@ def centring_weights(information: np.ndarray, sd: np.ndarray) -> np.ndarray:
     Examples
     --------
     >>> centring_weights(np.array([0.0, 1.0, 100.0]), np.array([0.5, 1.0, 1.0])).round(3)
-    array([0.   , 0.5  , 0.99 ])
+    array([0.  , 0.5 , 0.99])
     """
     v = np.asarray(information, dtype=float) * np.asarray(sd, dtype=float) ** 2
     return v / (1.0 + v)

@@ -25,8 +25,19 @@ reference-level intercept. Non-centred group terms suit groups with little data 
 groups with a lot of data each (large LAs) the centred form
 (``noncentered = {la = false}``) usually mixes better.
 
-PyMC, PyTensor and ArviZ are imported inside the functions so ``import disparity`` stays
-light.
+How it is sampled. With the default sampler (``"auto"``, or ``"nutpie"``) the posterior of
+this model is written out by hand in :mod:`disparity.engines.cell_density` (numba: one pass
+over the cells, ``X beta`` once per covariate pattern, no dense products) and sampled by
+nutpie's NUTS (:mod:`disparity.engines.cell_sampler`), starting at a Laplace-EM mode with
+each group effect partially centred according to the information its cells hold. The same
+posterior as the PyMC graph of :func:`build_model`, which ``sampler = "pymc"`` (PyMC's NUTS)
+and ``"numpyro"`` sample, and ``engine_options.pymc.log_density = "pymc"`` hands to nutpie.
+
+Censored counts (``Design.events_upper``) contribute ``log sum_{k=lo..hi} P(Y = k | eta)``.
+The InferenceData carries a ``log_likelihood`` group (one value per cell) for ``az.loo``.
+
+PyMC, PyTensor, nutpie, numba and ArviZ are imported inside the functions so
+``import disparity`` stays light.
 """
 
 from __future__ import annotations
@@ -74,8 +85,9 @@ MIN_BFMI: float = 0.3
 def resolve_sampler(sampler: str = "auto") -> str:
     """Turn a sampler name from a model file into the NUTS implementation to run.
 
-    ``"auto"`` picks the fastest installed: nutpie if it imports, else numpyro if both jax
-    and numpyro import, else PyMC's own NUTS (always available).
+    ``"auto"`` picks the fastest installed: nutpie if it imports (which samples the compiled
+    cell density), else numpyro if both jax and numpyro import, else PyMC's own NUTS
+    (always available).
 
     Parameters
     ----------
@@ -155,11 +167,16 @@ def fit(design: Design, spec: Any, *, progress: bool = True) -> Fit:
     spec : ModelSpec
         Reads ``family``, ``priors``, ``seed``, ``draws``, ``tune``, ``chains``, ``sampler``,
         ``target_accept``, ``noncentered``, ``engine_options["pymc"]`` and ``ci_prob``.
-        ``noncentered[term] = False`` makes group term ``term`` centred (for slopes the key
-        is ``"<variable>|<group>"``); every term is non-centred by default.
-        ``engine_options["pymc"]`` may hold ``cores`` (parallel chains), ``min_ess`` (override
-        :func:`ess_required`), ``nuts_sampler_kwargs`` (passed to the sampler) and
-        ``init_from_ml`` (start the PyMC sampler at a Laplace ML fit).
+        ``noncentered[term] = False`` makes group term ``term`` centred, ``True``
+        non-centred (for slopes the key is ``"<variable>|<group>"``). Unset, the compiled
+        path chooses a partial centring per effect from the data; the PyMC graph is
+        non-centred. ``engine_options["pymc"]`` may hold ``cores`` (parallel chains),
+        ``min_ess`` (override :func:`ess_required`), ``nuts_sampler_kwargs`` (passed to the
+        sampler), ``init_from_ml`` (start PyMC's sampler at a Laplace ML fit),
+        ``log_density`` (``"native"``, the default, or ``"pymc"``), ``centring``
+        (``"none"``: non-centred everywhere on the compiled path) and
+        ``max_log_likelihood_values`` (cells x draws kept in the ``log_likelihood`` group,
+        default :data:`MAX_LOG_LIKELIHOOD_VALUES`; past it every k-th draw is kept).
     progress : bool
         Show the sampler's progress bar.
 
