@@ -99,6 +99,9 @@ class Design:
     levels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: Reference level of each categorical formula variable (added to the contract).
     reference: Mapping[str, str] = field(default_factory=dict)
+    #: When not None, cell i's event count is only known to lie in [events[i], events_upper[i]];
+    #: equal where observed exactly; a DfE `x` gives [1, 2]
+    events_upper: np.ndarray | None = None
 
     @property
     def n_cells(self) -> int:
