@@ -383,10 +383,12 @@ def build_design(spec: ModelSpec, cells: pd.DataFrame) -> Design:
             )
         )
 
+    events_upper = _events_upper(spec, data)
     return Design(
         family=spec.family,
         X=X,
         terms=terms,
+        events_upper=events_upper,
         events=data[spec.events].to_numpy(dtype=np.float64),
         trials=data[spec.trials].to_numpy(dtype=np.float64),
         groups=tuple(group_terms),
@@ -397,6 +399,28 @@ def build_design(spec: ModelSpec, cells: pd.DataFrame) -> Design:
         levels=levels_of,
         reference=reference_of,
     )
+
+
+def _events_upper(spec: ModelSpec, data: pd.DataFrame) -> np.ndarray | None:
+    """The largest value of each cell's event count, where some are censored (a column
+    ``<events>_upper``, as :mod:`disparity.model_data` writes for suppressed counts)."""
+    column = vocabulary.upper_column(spec.events)
+    if column not in data.columns:
+        return None
+    upper = pd.to_numeric(data[column], errors="coerce").to_numpy(dtype=np.float64)
+    events = data[spec.events].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(upper) | (upper < events)
+    if spec.family == "binomial":
+        bad |= upper > data[spec.trials].to_numpy(dtype=np.float64)
+    if bad.any():
+        raise ValidationError(
+            [f"column {column!r}: {int(bad.sum())} row(s) (rows {_first_rows(bad)}) are "
+             f"missing, below {spec.events!r} or above the trials; it must hold the largest "
+             f"value each censored count can take (equal to {spec.events!r} where known)"],
+            what="cells for the model")
+    if np.array_equal(upper, events):
+        return None
+    return upper
 
 
 def _check_rank(X: np.ndarray, terms: tuple[str, ...], formula: str) -> None:

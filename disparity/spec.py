@@ -100,7 +100,10 @@ DEFAULT_PRIORS: Mapping[str, float] = FrozenMap(
 )
 
 _TOP_KEYS = ("name", "description", "data", "model", "fit", "priors", "report", "ladder")
-_DATA_KEYS = ("path", "kind", "by", "unit", "year", "school_type", "collapse_by", "keep")
+_DATA_KEYS = ("path", "kind", "by", "unit", "year", "school_type", "collapse_by", "keep",
+              "suppressed", "suppressed_range", "where")
+#: What to do with a count suppressed at source (``[data] suppressed``).
+SUPPRESSED_CHOICES: tuple[str, ...] = ("censored", "drop")
 #: Kinds of data a model file may name in ``[data] kind``.
 DATA_KINDS: tuple[str, ...] = ("dfe", "pupils", "cells")
 #: Geographic units of ``[data] unit`` (DfE files).
@@ -851,6 +854,35 @@ def _data_options(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         else:
             options["keep"] = FrozenMap(
                 {str(col): tuple(str(x) for x in levels) for col, levels in v.items()})
+    if "suppressed" in data:
+        v = data["suppressed"]
+        if v not in SUPPRESSED_CHOICES:
+            problems.append(
+                f"[data] suppressed {v!r} is not known{_suggest(str(v), SUPPRESSED_CHOICES)}; "
+                "valid choices are 'censored' (the default: a suppressed count enters the "
+                "likelihood as known to lie in suppressed_range) and 'drop' (cells with a "
+                "suppressed count are left out, which biases rates down)")
+        else:
+            options["suppressed"] = v
+    if "suppressed_range" in data:
+        v = data["suppressed_range"]
+        if (not isinstance(v, list) or len(v) != 2 or not all(_is_int(x) for x in v)
+                or not 0 <= v[0] <= v[1]):
+            problems.append(
+                "[data] suppressed_range must be two whole numbers [low, high] with "
+                f"0 <= low <= high, such as [1, 2] (DfE's 'x'), not {v!r}")
+        else:
+            options["suppressed_range"] = (int(v[0]), int(v[1]))
+    if "where" in data:
+        v = data["where"]
+        from disparity.formula import parse_filter
+
+        try:
+            parse_filter(v)
+        except SpecError as exc:
+            problems.append(f"[data] where: {exc}")
+        else:
+            options["where"] = v
     if kind is not None:
         for key, kinds in _DATA_KEY_KINDS.items():
             if key in data and kind not in kinds:

@@ -157,6 +157,10 @@ def ess_required(chains: int) -> int:
     return int(min(MAX_ESS_REQUIRED, ESS_PER_CHAIN * max(int(chains), 1)))
 
 
+#: This engine fits interval-censored event counts (``Design.events_upper``).
+FITS_CENSORED: bool = True
+
+
 def fit(design: Design, spec: Any, *, progress: bool = True) -> Fit:
     """Fit a hierarchical model to cells by NUTS and summarise the posterior.
 

@@ -913,6 +913,8 @@ def render_report(saved: Mapping[str, Any]) -> dict[str, bytes]:
             "was written only because the run was asked to (`--allow-unconverged`); see "
             "Diagnostics for what to try."))
     blocks.append(doc.Paragraph(intro))
+    if spec.get("censoring"):  # said beside the headline, not only in the appendix
+        blocks.append(doc.Paragraph(spec["censoring"]))
     blocks += _methods(run, w)
     blocks += _results(files, saved, w)
     blocks += _shares(saved, w)
