@@ -82,6 +82,11 @@ SUPPRESSION_MARKERS: Mapping[str, str] = MappingProxyType(
         "low": "low: rounds to 0 but is not 0",
         ":": ":: not available",
         "..": "..: not available",
+        # the bracketed forms of the GSS's 2021 guidance on symbols in tables
+        "[c]": "[c]: confidential",
+        "[x]": "[x]: not available",
+        "[z]": "[z]: not applicable",
+        "[low]": "[low]: rounds to 0 but is not 0",
     }
 )
 
