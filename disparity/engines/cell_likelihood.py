@@ -146,6 +146,9 @@ class CellModel:
         self._const = float(np.sum(const[exact]))
         self._nb_cache: tuple[float, float] | None = None
 
+    def _sum_exact(self, values: np.ndarray) -> float:
+        return float(np.sum(values if not len(self.censored) else values[self._exact]))
+
     def _nb_gamma(self, alpha: float) -> float:
         """Sum over exact cells of ``lgamma(y + alpha) - lgamma(alpha)`` (cached by alpha)."""
         if self._nb_cache is None or self._nb_cache[0] != alpha:
@@ -165,15 +168,17 @@ class CellModel:
         la = ga = ha = t = None
         total = np.nan
         if self.family == "binomial":
-            p = _expit(eta)
+            e = np.exp(-np.abs(eta))
+            inv = 1.0 / (1.0 + e)
+            p = np.where(eta >= 0, inv, e * inv)
             q = 1.0 - p
             g = y - n * p
             h = -n * p * q
             if order >= 3:
                 t = h * (q - p)
             if value:
-                ll = y * eta - n * _log1pexp(eta)
-                total = float(np.sum(ll[self._exact])) + self._const
+                ll = y * eta - n * (np.maximum(eta, 0.0) + np.log1p(e))
+                total = self._sum_exact(ll) + self._const
         elif self.family == "poisson":
             mu = np.exp(eta + self._log_n)
             g = y - mu
@@ -182,7 +187,7 @@ class CellModel:
                 t = h
             if value:
                 ll = y * eta - mu
-                total = float(np.sum(ll[self._exact])) + self._const
+                total = self._sum_exact(ll) + self._const
         else:
             a = float(alpha)
             mu = np.exp(eta + self._log_n)
@@ -194,7 +199,7 @@ class CellModel:
             log_f = np.log(a / apm)
             if value:
                 ll = a * log_f + y * (eta + self._log_n - np.log(apm))
-                total = float(np.sum(ll[self._exact])) + self._const + self._nb_gamma(a)
+                total = self._sum_exact(ll) + self._const + self._nb_gamma(a)
             if shape:
                 la = a * (digamma(y + a) - digamma(a) + log_f + (mu - y) / apm)
                 ga = a * mu * (y - mu) / apm**2

@@ -315,14 +315,17 @@ class LaplaceGLMM:
 
     # ------------------------------------------------------------------ inner problem
     def modes(self, beta: np.ndarray, sigma: np.ndarray, alpha: float | None,
-              tol: float = 1e-10, max_iter: int = 100):
+              tol: float = 1e-10, max_iter: int = 100, newton: bool = True):
         """Newton iterations for the conditional modes from the stored ones.
 
         Returns the linear predictor, the cell derivatives (order 3), the factor at the
-        mode and the joint log-density there.
+        mode and the joint log-density there. With ``newton=False`` the stored modes are
+        taken as they are (a predicted mode, see :meth:`mode_derivative`).
         """
         vb, vm = self._v(sigma)
         ub, um = self.u_big, self.u_small
+        if not newton:
+            max_iter = 0
         eta = self._eta(beta, vb, vm, ub, um)
         der = self.cells.at(eta, alpha)
         joint = der.value - 0.5 * (np.sum(ub**2) + np.sum(um**2))
@@ -363,7 +366,37 @@ class LaplaceGLMM:
         joint = der.value - 0.5 * (np.sum(ub**2) + np.sum(um**2))
         W = -der.d2
         F = self.factor(W, vb, vm, inverse=True)
+        self._last = (beta, sigma, alpha, eta, der, F, vb, vm)
         return eta, der, F, joint, vb, vm
+
+    def mode_derivative(self, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``d u_hat / dt`` along ``direction`` in t = (beta, sigma, log alpha), at the
+        last modes: ``H^-1 dg/dt`` with ``g = V' l' - u`` (implicit function theorem)."""
+        st = self.st
+        beta, sigma, alpha, eta, der, F, vb, vm = self._last
+        p, K = st.p, st.K
+        e_beta, e_sigma = direction[:p], direction[p : p + K]
+        W = -der.d2
+        deta = (st.rows @ e_beta)[st.pattern]
+        for j, k in enumerate(st.big):
+            deta = deta + e_sigma[k] * st.z[:, k] * self.u_big[st.level_big, j]
+        for j, k in enumerate(st.small):
+            deta = deta + e_sigma[k] * st.z[:, k] * self.u_small[st.col[:, j]]
+        wd = W * deta
+        score = der.d1.copy()
+        if self.family == "negative_binomial" and len(direction) > p + K:
+            extra = direction[p + K] * der.d1s
+        else:
+            extra = 0.0
+        rb = np.column_stack([
+            np.bincount(st.level_big, weights=(extra - wd) * vb[:, j]
+                        + e_sigma[k] * st.z[:, k] * score, minlength=st.n_big)
+            for j, k in enumerate(st.big)])
+        rm = None
+        if vm is not None:
+            w = (extra - wd)[:, None] * vm + e_sigma[st.small] * st.z[:, st.small] * score[:, None]
+            rm = np.bincount(st.col.ravel(), weights=w.ravel(), minlength=st.m)
+        return self.solve(F, rb, rm)
 
     # ------------------------------------------------------------------ selected inverse
     def cell_solves(self, F: Factor, vb, vm):
@@ -402,11 +435,11 @@ class LaplaceGLMM:
 
     # ------------------------------------------------------------------ objective
     def objective(self, beta: np.ndarray, sigma: np.ndarray, alpha: float | None = None,
-                  gradient: bool = True):
+                  gradient: bool = True, newton: bool = True):
         """Negative Laplace log-likelihood and its gradient in (beta, sigma, log alpha)."""
         self.evaluations += 1
         st = self.st
-        eta, der, F, joint, vb, vm = self.modes(beta, sigma, alpha)
+        eta, der, F, joint, vb, vm = self.modes(beta, sigma, alpha, newton=newton)
         f = -joint + 0.5 * F.logdet
         if not gradient:
             return f, None

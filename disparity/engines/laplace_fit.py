@@ -96,13 +96,31 @@ class _Problem:
         return f, g
 
 
-def _fd_jacobian(fun, t0: np.ndarray, directions: np.ndarray, step: float) -> np.ndarray:
-    """Central differences of ``fun`` (a gradient) along the columns of ``directions``."""
+def _gradient_differences(model: LaplaceGLMM, prob: "_Problem", t0: np.ndarray,
+                          directions: np.ndarray, step: float) -> np.ndarray:
+    """Central differences of the exact gradient at ``t0`` along ``directions`` (columns).
+
+    The modes at ``t0 +/- step e`` are predicted to first order, ``u_hat +/- step du/dt e``
+    (:meth:`LaplaceGLMM.mode_derivative`); their second-order errors are equal at both
+    ends and cancel, so the differences are exact to O(step^2) without any Newton
+    iteration at the displaced points.
+    """
+    beta, sigma, alpha = prob.split(t0)
+    model.modes(beta, sigma, alpha)
+    u_hat = (model.u_big.copy(), model.u_small.copy())
+    slopes = [model.mode_derivative(directions[:, j]) for j in range(directions.shape[1])]
     cols = []
-    for j in range(directions.shape[1]):
+    for j, (db, dm) in enumerate(slopes):
         e = step * directions[:, j]
-        cols.append((fun(t0 + e) - fun(t0 - e)) / (2.0 * step))
-    return np.column_stack(cols)
+        ends = []
+        for sign in (1.0, -1.0):
+            model.u_big = u_hat[0] + sign * step * db
+            model.u_small = u_hat[1] + sign * step * dm if dm is not None else u_hat[1]
+            b, s_, a = prob.split(t0 + sign * e)
+            ends.append(model.objective(b, s_, a, newton=False)[1])
+        cols.append((ends[0] - ends[1]) / (2.0 * step))
+    model.u_big, model.u_small = u_hat
+    return np.column_stack(cols) if cols else np.zeros((len(t0), 0))
 
 
 def fit_laplace(model: LaplaceGLMM, *, nb: bool, maxit: int = 200, gtol: float = 1e-6,
@@ -118,13 +136,8 @@ def fit_laplace(model: LaplaceGLMM, *, nb: bool, maxit: int = 200, gtol: float =
         start = np.concatenate([_glm_start(model), np.full(K, 0.5), [np.log(2.0)] if nb else []])
     t0 = np.asarray(start, dtype=float)
 
-    def grad_at(t: np.ndarray, reset: tuple | None = None) -> np.ndarray:
-        if reset is not None:
-            model.u_big, model.u_small = reset[0].copy(), reset[1].copy()
-        return prob.value_grad(t)[1]
-
     # -- whitening from the curvature at the start
-    L = _whitening(model, prob, t0, p, K, nb, grad_at)
+    L = _whitening(model, prob, t0, p)
     seconds = {"start": clock() - t_start}
 
     best = {"f": np.inf}
@@ -156,13 +169,12 @@ def fit_laplace(model: LaplaceGLMM, *, nb: bool, maxit: int = 200, gtol: float =
     active = np.array([j for j in range(P) if not (p <= j < p + K and singular[j - p])])
     Lw = _whitening_at(model, prob, t_hat, L, active)
     if se_method == "hessian":
-        def grad_active(ta: np.ndarray) -> np.ndarray:
-            return grad_at(_embed(t_hat, active, ta), u_hat)[active]
-
-        J = _fd_jacobian(grad_active, t_hat[active], Lw, FD_STEP)  # = H Lw
+        E = np.zeros((P, len(active)))
+        E[active] = Lw
+        J = _gradient_differences(model, prob, t_hat, E, FD_STEP)[active]  # = H Lw
         H = J @ np.linalg.inv(Lw)
     else:
-        H = _hybrid_hessian(model, prob, t_hat, active, p, u_hat, grad_at)
+        H = _hybrid_hessian(model, prob, t_hat, active, p, u_hat)
     H = (H + H.T) / 2.0
     seconds["curvature"] = clock() - t2
     model.u_big, model.u_small = u_hat
@@ -187,11 +199,10 @@ def _embed(t_full: np.ndarray, active: np.ndarray, t_active: np.ndarray) -> np.n
     return t
 
 
-def _whitening(model, prob, t0, p, K, nb, grad_at) -> np.ndarray:
+def _whitening(model, prob, t0, p) -> np.ndarray:
     """``L`` with ``L L'`` an approximate inverse Hessian at ``t0``."""
     beta, sigma, alpha = prob.split(t0)
     eta, der, F, joint, vb, vm = model.modes(beta, sigma, alpha)
-    u0 = (model.u_big.copy(), model.u_small.copy())
     info = model.conditional_information(F, -der.d2, vb, vm)
     P = len(t0)
     H = np.zeros((P, P))
@@ -199,13 +210,10 @@ def _whitening(model, prob, t0, p, K, nb, grad_at) -> np.ndarray:
     var_idx = np.arange(p, P)
     E = np.zeros((P, len(var_idx)))
     E[var_idx, np.arange(len(var_idx))] = 1.0
-    step = 1e-4
-    cols = _fd_jacobian(lambda t: grad_at(t, u0), t0, E, step)
+    cols = _gradient_differences(model, prob, t0, E, 1e-4)
     H[:, var_idx] = cols
     H[var_idx, :] = cols.T
-    H = (H + H.T) / 2.0
-    model.u_big, model.u_small = u0
-    return _inverse_root(H)
+    return _inverse_root((H + H.T) / 2.0)
 
 
 def _inverse_root(H: np.ndarray) -> np.ndarray:
@@ -225,7 +233,7 @@ def _whitening_at(model, prob, t_hat, L, active) -> np.ndarray:
     return sub
 
 
-def _hybrid_hessian(model, prob, t_hat, active, p, u_hat, grad_at) -> np.ndarray:
+def _hybrid_hessian(model, prob, t_hat, active, p, u_hat) -> np.ndarray:
     """Conditional information for beta; gradient differences along the variance parameters."""
     beta, sigma, alpha = prob.split(t_hat)
     model.u_big, model.u_small = u_hat[0].copy(), u_hat[1].copy()
@@ -238,7 +246,7 @@ def _hybrid_hessian(model, prob, t_hat, active, p, u_hat, grad_at) -> np.ndarray
     if len(var_pos):
         E = np.zeros((len(t_hat), len(var_pos)))
         E[active[var_pos], np.arange(len(var_pos))] = 1.0
-        cols = _fd_jacobian(lambda t: grad_at(t, u_hat), t_hat, E, 1e-4)[active]
+        cols = _gradient_differences(model, prob, t_hat, E, 1e-4)[active]
         H[:, var_pos] = cols
         H[var_pos, :] = cols.T
     return H

@@ -503,6 +503,6 @@ def _symmetric(a: np.ndarray) -> np.ndarray:
 
 
 def _normal_quantile(q: float) -> float:
-    from scipy.stats import norm
+    from statistics import NormalDist
 
-    return float(norm.ppf(q))
+    return float(NormalDist().inv_cdf(q))
