@@ -50,6 +50,7 @@ class CellDerivatives:
     ds: np.ndarray | None = None
     d1s: np.ndarray | None = None
     d2s: np.ndarray | None = None
+    values: np.ndarray | None = None
 
 
 def _log1pexp(x: np.ndarray) -> np.ndarray:
@@ -157,11 +158,13 @@ class CellModel:
         return self._nb_cache[1]
 
     def at(self, eta: np.ndarray, alpha: float | None = None, *, order: int = 2,
-           shape: bool = False, value: bool = True) -> CellDerivatives:
+           shape: bool = False, value: bool = True, cellwise: bool = False) -> CellDerivatives:
         """Log-likelihood and derivatives at linear predictor ``eta`` (shape ``alpha``).
 
         ``order`` 2 or 3 is the highest eta-derivative wanted; ``shape`` asks for the
-        derivatives in ``log alpha`` (negative binomial).
+        derivatives in ``log alpha`` (negative binomial); ``cellwise`` also returns each
+        cell's log-likelihood without the parameter-free constants of exact cells
+        (``values``; their sum is :attr:`constant`).
         """
         y, n = self.events, self.trials
         shape = shape and self.family == "negative_binomial"
@@ -204,6 +207,11 @@ class CellModel:
                 la = a * (digamma(y + a) - digamma(a) + log_f + (mu - y) / apm)
                 ga = a * mu * (y - mu) / apm**2
                 ha = -a * mu * (apm * (y + 2 * a) - 2 * a * (y + a)) / apm**3
+        values = None
+        if cellwise:
+            if self.family == "negative_binomial":
+                raise ValueError("cellwise values are not available for the negative binomial")
+            values = ll.copy()
         if len(self.censored):
             idx = self.censored
             Lc, g, h, t, la, ga, ha = _censored(
@@ -211,7 +219,15 @@ class CellModel:
                 np.zeros(len(y)), g, h, t, la, ga, ha)
             if value:
                 total += float(np.sum(Lc[idx]))
-        return CellDerivatives(value=total, d1=g, d2=h, d3=t, ds=la, d1s=ga, d2s=ha)
+            if cellwise:
+                values[idx] = Lc[idx]
+        return CellDerivatives(value=total, d1=g, d2=h, d3=t, ds=la, d1s=ga, d2s=ha,
+                               values=values)
+
+    @property
+    def constant(self) -> float:
+        """Sum of the parameter-free constants of the exact cells (binomial, Poisson)."""
+        return self._const
 
 
 def _censored(family, eta, events, trials, alpha, upper, idx, order, shape,

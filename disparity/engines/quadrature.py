@@ -1,0 +1,189 @@
+"""Nested adaptive Gauss-Hermite quadrature for two-level random-intercept GLMMs.
+
+For ``eta_i = x_i' beta + sigma_la v_la(i) + sigma_s u_s(i)`` with schools nested in LAs
+and ``v, u ~ N(0, 1)``, the marginal likelihood is a product over LAs of one-dimensional
+integrals of products over their schools of one-dimensional integrals:
+
+    L_la = int phi(v) prod_{s in la} I_s(sigma_la v) dv,
+    I_s(c) = int phi(u) prod_{i in s} p(y_i | x_i' beta + c + sigma_s u) du.
+
+Each is computed by adaptive Gauss-Hermite quadrature [1]_ [2]_: the ``Q`` nodes are placed
+at the mode of the integrand and scaled by its curvature (school modes by Newton for every
+LA node; LA modes by Newton on ``sum_s log I_s(sigma_la v) - v^2 / 2``, whose derivatives
+are the posterior moments of the school scores). With ``Q = 1`` this is a nested Laplace
+approximation; with more nodes it converges to the exact likelihood, which is what corrects
+Laplace where clusters hold few events (Breslow and Lin 1995 [3]_).
+
+The gradient is Fisher's identity applied to the quadrature with its nodes held fixed:
+posterior-weighted scores (``l'_i x_i``, ``l'_i v``, ``l'_i u``). It differs from the
+derivative of the adaptive rule only through the placement of the nodes, to which an
+accurate rule is insensitive.
+
+References
+----------
+.. [1] Liu, Q. and Pierce, D. A. (1994). A note on Gauss-Hermite quadrature.
+   *Biometrika* 81(3), 624-629.
+.. [2] Pinheiro, J. C. and Bates, D. M. (1995). Approximations to the log-likelihood
+   function in the nonlinear mixed-effects model. *Journal of Computational and Graphical
+   Statistics* 4(1), 12-35.
+.. [3] Breslow, N. E. and Lin, X. (1995). Bias correction in generalised linear mixed
+   models with a single component of dispersion. *Biometrika* 82(1), 81-91.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logsumexp
+
+from disparity.engines.cell_likelihood import CellModel
+from disparity.engines.laplace import covariate_patterns
+
+
+def _nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilists' Gauss-Hermite nodes and log weights normalised for N(0, 1)."""
+    z, w = np.polynomial.hermite_e.hermegauss(n)
+    return z, np.log(w / w.sum())
+
+
+class NestedQuadrature:
+    """Quadrature log-likelihood of a one- or two-level random-intercept model.
+
+    Parameters
+    ----------
+    X : ndarray (cells x p)
+    school : ndarray of int
+        Inner-level code of each cell (``0 .. n_school - 1``).
+    la : ndarray of int or None
+        Outer-level code of each cell; each school must lie in one LA. None: one level.
+    cells : CellModel
+        Binomial or Poisson counts (censored cells allowed).
+    n_school_nodes, n_la_nodes : int
+        Quadrature nodes at each level.
+    """
+
+    def __init__(self, X: np.ndarray, school: np.ndarray, la: np.ndarray | None,
+                 cells: CellModel, n_school_nodes: int = 7, n_la_nodes: int = 7) -> None:
+        if cells.family == "negative_binomial":
+            raise ValueError("quadrature is available for the binomial and Poisson families")
+        self.rows, self.pattern = covariate_patterns(X)
+        self.p = X.shape[1]
+        self.cells = cells
+        self.school = np.asarray(school, dtype=np.int64)
+        self.n_school = int(self.school.max()) + 1
+        self.two_level = la is not None
+        if self.two_level:
+            la = np.asarray(la, dtype=np.int64)
+            self.n_la = int(la.max()) + 1
+            school_la = np.full(self.n_school, -1)
+            school_la[self.school] = la
+            if not np.array_equal(school_la[self.school], la):
+                raise ValueError("each level of the inner term must lie in one outer level")
+            self.school_la = school_la
+            self.la = la
+        self.zs, self.lws = _nodes(n_school_nodes)
+        self.zl, self.lwl = _nodes(n_la_nodes if self.two_level else 1)
+        self.u_hat = np.zeros(self.n_school)
+        self.v_hat = np.zeros(self.n_la) if self.two_level else np.zeros(0)
+        self.evaluations = 0
+
+    # ------------------------------------------------------------------ school level
+    def _school_pass(self, eta0: np.ndarray, c_cell: np.ndarray, sigma_s: float,
+                     need_cells: bool):
+        """Adaptive quadrature of every school's integral given offsets ``c_cell``.
+
+        Returns log I_s, d/dc log I_s, d2/dc2 log I_s (per school) and, if asked, per-cell
+        posterior means of ``l'_i`` and of ``l'_i u``.
+        """
+        s, ns = self.school, self.n_school
+        base = eta0 + c_cell
+        u = self.u_hat.copy()
+        for _ in range(50):
+            der = self.cells.at(base + sigma_s * u[s], value=False)
+            g = sigma_s * np.bincount(s, weights=der.d1, minlength=ns) - u
+            h = 1.0 - sigma_s**2 * np.bincount(s, weights=der.d2, minlength=ns)
+            step = g / h
+            u = u + step
+            if np.max(np.abs(step)) < 1e-9:
+                break
+        self.u_hat = u
+        der = self.cells.at(base + sigma_s * u[s], value=False)
+        h = 1.0 - sigma_s**2 * np.bincount(s, weights=der.d2, minlength=ns)
+        scale = 1.0 / np.sqrt(h)
+        Q = len(self.zs)
+        logterm = np.empty((Q, ns))
+        s1 = np.empty((Q, ns))
+        s2 = np.empty((Q, ns))
+        d1_cells = [] if need_cells else None
+        for q, (z, lw) in enumerate(zip(self.zs, self.lws)):
+            uq = u + z * scale
+            d = self.cells.at(base + sigma_s * uq[s], cellwise=True)
+            logterm[q] = (np.bincount(s, weights=d.values, minlength=ns) - 0.5 * uq**2
+                          + 0.5 * z * z + lw)
+            s1[q] = np.bincount(s, weights=d.d1, minlength=ns)
+            s2[q] = np.bincount(s, weights=d.d2, minlength=ns)
+            if need_cells:
+                d1_cells.append((d.d1, uq))
+        log_I = logsumexp(logterm, axis=0) - 0.5 * np.log(h)
+        post = np.exp(logterm - logsumexp(logterm, axis=0))  # (Q, ns)
+        m1 = np.sum(post * s1, axis=0)
+        m2 = np.sum(post * (s2 + s1**2), axis=0) - m1**2
+        cell_score = cell_score_u = None
+        if need_cells:
+            cell_score = np.zeros(len(s))
+            cell_score_u = np.zeros(len(s))
+            for q, (d1, uq) in enumerate(d1_cells):
+                w = post[q][s]
+                cell_score += w * d1
+                cell_score_u += w * d1 * uq[s]
+        return log_I, m1, m2, cell_score, cell_score_u
+
+    # ------------------------------------------------------------------ objective
+    def objective(self, beta: np.ndarray, sigma_la: float, sigma_s: float):
+        """Negative log-likelihood and its gradient in (beta, sigma_la, sigma_s)."""
+        self.evaluations += 1
+        eta0 = (self.rows @ beta)[self.pattern]
+        if not self.two_level:
+            log_I, _, _, sc, scu = self._school_pass(eta0, np.zeros_like(eta0), sigma_s, True)
+            f = -(np.sum(log_I) + self.cells.constant)
+            g_beta = -(self.rows.T @ np.bincount(self.pattern, weights=sc,
+                                                 minlength=len(self.rows)))
+            return f, np.concatenate([g_beta, [-np.sum(scu)]])
+        sl = self.school_la
+        v = self.v_hat.copy()
+        for _ in range(50):
+            _, m1, m2, _, _ = self._school_pass(eta0, sigma_la * v[self.la], sigma_s, False)
+            G1 = sigma_la * np.bincount(sl, weights=m1, minlength=self.n_la) - v
+            G2 = sigma_la**2 * np.bincount(sl, weights=m2, minlength=self.n_la) - 1.0
+            step = -G1 / np.minimum(G2, -1e-8)
+            v = v + step
+            if np.max(np.abs(step)) < 1e-8:
+                break
+        _, m1, m2, _, _ = self._school_pass(eta0, sigma_la * v[self.la], sigma_s, False)
+        h_la = 1.0 - sigma_la**2 * np.bincount(sl, weights=m2, minlength=self.n_la)
+        h_la = np.maximum(h_la, 1e-8)
+        self.v_hat = v
+        scale = 1.0 / np.sqrt(h_la)
+        J = len(self.zl)
+        logterm = np.empty((J, self.n_la))
+        per_node = []
+        u_keep = self.u_hat.copy()
+        for j, (z, lw) in enumerate(zip(self.zl, self.lwl)):
+            vj = v + z * scale
+            log_I, _, _, sc, scu = self._school_pass(eta0, sigma_la * vj[self.la], sigma_s, True)
+            logterm[j] = (np.bincount(sl, weights=log_I, minlength=self.n_la) - 0.5 * vj**2
+                          + 0.5 * z * z + lw)
+            per_node.append((sc, scu, vj))
+        self.u_hat = u_keep
+        log_L = logsumexp(logterm, axis=0) - 0.5 * np.log(h_la)
+        post = np.exp(logterm - logsumexp(logterm, axis=0))  # (J, n_la)
+        c = np.zeros(len(eta0))
+        c_la = np.zeros(len(eta0))
+        c_s = np.zeros(len(eta0))
+        for j, (sc, scu, vj) in enumerate(per_node):
+            w = post[j][self.la]
+            c += w * sc
+            c_la += w * sc * vj[self.la]
+            c_s += w * scu
+        f = -(np.sum(log_L) + self.cells.constant)
+        g_beta = -(self.rows.T @ np.bincount(self.pattern, weights=c, minlength=len(self.rows)))
+        return f, np.concatenate([g_beta, [-np.sum(c_la), -np.sum(c_s)]])
