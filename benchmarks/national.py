@@ -288,7 +288,7 @@ def simulated_models(size: str, outcomes: list[str], repeats: int, seed: int,
                  f"{name} ({keep[f'n_{name}'].sum() / keep['n_pupils'].sum():.2%})")
         out.append((keep, BenchModel(label=label, spec=spec, truth=sim.truth[name],
                                      size=size)))
-    del sim
+    sim = None  # free the pupils before the fits
     return out
 
 

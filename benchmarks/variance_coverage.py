@@ -29,7 +29,6 @@ import time
 import warnings
 from types import MappingProxyType
 
-import numpy as np
 import pandas as pd
 
 METHODS = {"Laplace": 1, "AGHQ (9 nodes)": 9}

@@ -59,6 +59,17 @@ class NestedQuadrature:
         Binomial or Poisson counts (censored cells allowed).
     n_school_nodes, n_la_nodes : int
         Quadrature nodes at each level.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from disparity.engines.cell_likelihood import CellModel
+    >>> school, la = np.array([0, 0, 1, 1, 2, 2]), np.array([0, 0, 0, 0, 1, 1])
+    >>> cells = CellModel("binomial", np.array([0., 1, 2, 0, 1, 3]), np.full(6, 50.0))
+    >>> quad = NestedQuadrature(np.ones((6, 1)), school, la, cells, 9, 9)
+    >>> f, grad = quad.objective(np.array([-3.5]), 0.3, 0.5)
+    >>> bool(f > 0), grad.shape
+    (True, (3,))
     """
 
     def __init__(self, X: np.ndarray, school: np.ndarray, la: np.ndarray | None,
