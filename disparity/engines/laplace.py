@@ -324,33 +324,30 @@ class LaplaceGLMM:
         """
         vb, vm = self._v(sigma)
         ub, um = self.u_big, self.u_small
-        if not newton:
-            max_iter = 0
         eta = self._eta(beta, vb, vm, ub, um)
-        der = self.cells.at(eta, alpha)
+        der = self.cells.at(eta, alpha, order=3)
         joint = der.value - 0.5 * (np.sum(ub**2) + np.sum(um**2))
-        for it in range(max_iter):
+        F = None
+        for _ in range(max_iter if newton else 0):
             W = -der.d2
             try:
                 F = self.factor(W, vb, vm)
-            except NotPositiveDefinite:
-                F = self.factor(np.maximum(W, 0.0), vb, vm)
+            except NotPositiveDefinite:  # far from the mode: a step with clipped weights
+                F = None
+                Fc = self.factor(np.maximum(W, 0.0), vb, vm)
             gb, gm = self._gradient_u(der.d1, vb, vm, ub, um)
-            db, dm = self.solve(F, gb[:, :], gm)
+            db, dm = self.solve(F if F is not None else Fc, gb, gm)
             step = max(float(np.max(np.abs(db))) if db.size else 0.0,
                        float(np.max(np.abs(dm))) if dm is not None and dm.size else 0.0)
             self.newton_iterations += 1
-            if step < tol:
-                ub = ub + db
-                if dm is not None:
-                    um = um + dm
-                break
+            if step < tol and F is not None:
+                break  # at the mode: keep this factor (the step is below tol)
             t = 1.0
             while True:
                 nb_ = ub + t * db
                 nm_ = um + t * dm if dm is not None else um
                 eta_new = self._eta(beta, vb, vm, nb_, nm_)
-                der_new = self.cells.at(eta_new, alpha)
+                der_new = self.cells.at(eta_new, alpha, order=3)
                 joint_new = der_new.value - 0.5 * (np.sum(nb_**2) + np.sum(nm_**2))
                 if np.isfinite(joint_new) and joint_new >= joint - 1e-10 * abs(joint):
                     break
@@ -358,14 +355,16 @@ class LaplaceGLMM:
                 if t < 1e-8:
                     break
             ub, um, eta, der, joint = nb_, nm_, eta_new, der_new, joint_new
+            F = None
             if t < 1e-8:
                 break
         self.u_big, self.u_small = ub, um
-        eta = self._eta(beta, vb, vm, ub, um)
-        der = self.cells.at(eta, alpha, order=3, shape=self.family == "negative_binomial")
-        joint = der.value - 0.5 * (np.sum(ub**2) + np.sum(um**2))
-        W = -der.d2
-        F = self.factor(W, vb, vm, inverse=True)
+        if self.family == "negative_binomial":
+            der = self.cells.at(eta, alpha, order=3, shape=True)
+        if F is None:
+            F = self.factor(-der.d2, vb, vm)
+        if F.S_cho is not None:
+            F.Sinv = sla.cho_solve(F.S_cho, np.eye(self.st.m), check_finite=False)
         self._last = (beta, sigma, alpha, eta, der, F, vb, vm)
         return eta, der, F, joint, vb, vm
 

@@ -140,18 +140,23 @@ def fit_laplace(model: LaplaceGLMM, *, nb: bool, maxit: int = 200, gtol: float =
     L = _whitening(model, prob, t0, p)
     seconds = {"start": clock() - t_start}
 
-    best = {"f": np.inf}
+    last = {"t": None}
 
     def fz(z: np.ndarray):
         t = t0 + L @ z
+        if last["t"] is not None:  # start Newton from the modes predicted to first order
+            db, dm = model.mode_derivative(t - last["t"])
+            model.u_big = model.u_big + db
+            if dm is not None:
+                model.u_small = model.u_small + dm
         try:
             f, g = prob.value_grad(t)
         except NotPositiveDefinite:
+            last["t"] = None
             return np.inf, np.zeros_like(z)
+        last["t"] = t
         if not np.isfinite(f):
             return np.inf, np.zeros_like(z)
-        if f < best["f"]:
-            best.update(f=f, u=(model.u_big.copy(), model.u_small.copy()))
         return f, L.T @ g
 
     t1 = clock()

@@ -18,7 +18,7 @@ How the numbers are made
   error), to a gradient below ``tolerance`` standard errors.
 - **Standard errors** (option ``se_method``):
 
-  ``"hessian"`` (default)
+  ``"hessian"``
       the inverse of the Hessian of the Laplace log-likelihood in the fixed effects, the
       SDs and the log negative-binomial shape: the Jacobian of the exact gradient, taken by
       central differences (``2 P`` gradient evaluations, as TMB's ``sdreport`` does with its
@@ -31,6 +31,10 @@ How the numbers are made
       parameters' own uncertainty, which matters little for contrasts (odds and rate ratios)
       and most for the intercept. The SDs' standard errors still come from the Hessian, with
       its fixed-effect block replaced by that information.
+  ``"auto"`` (default)
+      ``"hessian"`` while ``cells x parameters`` is at most :data:`HESSIAN_BUDGET` (2e7:
+      every model up to about a million pupils with the national formula), otherwise
+      ``"conditional"``.
 
 - **Group SDs**: ``|sigma|``; the interval is Wald on the log scale,
   ``exp(log sigma +/- z se(log sigma))``, and ``se(sigma) = sigma se(log sigma)``. A term
@@ -77,12 +81,15 @@ from disparity.errors import ConvergenceWarning, FitError, SpecError
 DEFAULT_OPTIONS: dict[str, Any] = {
     "maxit": 200,
     "tolerance": 1e-6,
-    "se_method": "hessian",
+    "se_method": "auto",
     "gradient_tol": 0.01,
     "num_threads": 1,
     "quadrature_nodes": 1,
 }
-_SE_METHODS = ("hessian", "conditional")
+_SE_METHODS = ("auto", "hessian", "conditional")
+#: ``cells * parameters`` up to which ``se_method = "auto"`` takes the Hessian (about 20 s
+#: of central differences at 2e7 on one core); above it, the conditional covariance.
+HESSIAN_BUDGET = 2e7
 _FAMILIES = ("binomial", "poisson", "negative_binomial")
 #: An SD below this on the link scale is treated as zero: a boundary, or "singular", fit.
 _ZERO_SD = 1e-3
@@ -167,6 +174,10 @@ def fit(design: Design, spec: Any, *, progress: bool = True) -> Fit:
             f"valid families are {', '.join(map(repr, _FAMILIES))}"
         )
     options = _options(spec)
+    if options["se_method"] == "auto":
+        n_par = design.X.shape[1] + len(design.groups) + sum(len(s.columns) for s in design.slopes)
+        options["se_method"] = ("hessian" if design.n_cells * n_par <= HESSIAN_BUDGET
+                                else "conditional")
     ci_prob = float(getattr(spec, "ci_prob", 0.95))
     if not design.groups:
         raise FitError(
