@@ -188,7 +188,7 @@ def _design_frame(cells: pd.DataFrame, spec) -> tuple[pd.DataFrame, dict]:
 
 
 def r_rows(peer: str, cells: pd.DataFrame, model: BenchModel, *, repeats: int = 3,
-           timeout: float = 900) -> list[dict]:
+           timeout: float = 600) -> list[dict]:
     """Fit ``model`` with an R peer (``glmmTMB``, ``glmer``, ``glmer_bobyqa``) via Rscript."""
     if shutil.which("Rscript") is None:
         return [_failed(peer, "skipped: Rscript not found (apt-get install r-base-core "

@@ -73,6 +73,13 @@ class Component:
     term: str | None = None
 
 
+def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot product of two (n, k) arrays (a fresh array)."""
+    if a.shape[1] == 1:
+        return a[:, 0] * b[:, 0]
+    return np.einsum("ij,ij->i", a, b)
+
+
 class NotPositiveDefinite(np.linalg.LinAlgError):
     """The curvature ``H`` is not positive definite at these weights."""
 
@@ -208,10 +215,9 @@ class LaplaceGLMM:
     def _eta(self, beta, vb, vm, u_big, u_small) -> np.ndarray:
         st = self.st
         eta = (st.rows @ beta)[st.pattern]
-        ub = u_big[st.level_big]
-        eta = eta + np.einsum("ij,ij->i", vb, ub) if st.r > 1 else eta + vb[:, 0] * ub[:, 0]
+        eta += _rowdot(vb, u_big[st.level_big])
         if vm is not None:
-            eta = eta + np.sum(vm * u_small[st.col], axis=1)
+            eta += _rowdot(vm, u_small[st.col])
         return eta
 
     def factor(self, W: np.ndarray, vb: np.ndarray, vm: np.ndarray | None,
@@ -405,6 +411,11 @@ class LaplaceGLMM:
         Dv = np.einsum("iab,ib->ia", F.Dinv[s], vb) if st.r > 1 else F.Dinv[s, 0, 0][:, None] * vb
         if not st.small:
             return Dv, None
+        if st.r == 1 and st.t == 1 and len(st.small) == 1:  # nested intercepts: la/school
+            g = F.G[st.padded[s, 0], 0]
+            xm = vm[:, 0] - g * vb[:, 0]
+            xm *= F.Sinv[st.col[:, 0], st.col[:, 0]]
+            return (Dv[:, 0] - g * xm)[:, None], xm[:, None]
         Gp = F.G[st.padded[s]]  # (n, t, r)
         E = -np.einsum("itr,ir->it", Gp, vb)
         rows = np.arange(st.n)
@@ -442,33 +453,38 @@ class LaplaceGLMM:
         f = -joint + 0.5 * F.logdet
         if not gradient:
             return f, None
-        d1, W, w3 = der.d1, -der.d2, -der.d3
+        d1, W = der.d1, -der.d2
         hb, hm = self.cell_solves(F, vb, vm)
-        dcell = np.sum(vb * hb, axis=1)
+        dcell = _rowdot(vb, hb)
         if hm is not None:
-            dcell = dcell + np.sum(vm * hm, axis=1)
-        a = 0.5 * w3 * dcell
+            dcell += _rowdot(vm, hm)
+        a = dcell * der.d3
+        a *= -0.5  # a_i = -l3_i d_i / 2 (l3 the third derivative)
         rb = np.column_stack([np.bincount(st.level_big, weights=a * vb[:, j],
                                           minlength=st.n_big) for j in range(st.r)])
         rm = (np.bincount(st.col.ravel(), weights=(a[:, None] * vm).ravel(), minlength=st.m)
               if vm is not None else None)
         sb, sm = self.solve(F, rb, rm)
-        sb_cell = sb[st.level_big]
-        delta = np.sum(vb * sb_cell, axis=1)
+        delta = _rowdot(vb, sb[st.level_big])
         if vm is not None:
-            sm_cell = sm[st.col]
-            delta = delta + np.sum(vm * sm_cell, axis=1)
-        c = -d1 + a - W * delta
+            delta += _rowdot(vm, sm[st.col])
+        c = W * delta
+        np.subtract(a, c, out=c)
+        c -= d1  # c_i = -l'_i + a_i - W_i delta_i
         g_beta = st.rows.T @ np.bincount(st.pattern, weights=c, minlength=st.n_patterns)
         g_sigma = np.zeros(st.K)
-        for j, k in enumerate(st.big):
-            z = st.z[:, k]
-            ck = z * self.u_big[st.level_big, j]
-            g_sigma[k] = np.sum(ck * c + z * (W * hb[:, j] + d1 * sb_cell[:, j]))
-        for j, k in enumerate(st.small):
-            z = st.z[:, k]
-            ck = z * self.u_small[st.col[:, j]]
-            g_sigma[k] = np.sum(ck * c + z * (W * hm[:, j] + d1 * sm_cell[:, j]))
+        # sum_i [c_i z_ic u_{c,i} + z_ic (W_i h_ic + l'_i s_{c,i})], the u and s terms by level
+        for j, k in enumerate(st.big + st.small):
+            slope = st.components[k].x is not None
+            zc, zd, zw = ((st.z[:, k] * c, st.z[:, k] * d1, st.z[:, k] * W) if slope
+                          else (c, d1, W))
+            if j < st.r:
+                lev, n_lev, u, sv, h = st.level_big, st.n_big, self.u_big[:, j], sb[:, j], hb[:, j]
+            else:
+                q = j - st.r
+                lev, n_lev, u, sv, h = st.col[:, q], st.m, self.u_small, sm, hm[:, q]
+            g_sigma[k] = (u @ np.bincount(lev, weights=zc, minlength=n_lev)
+                          + sv @ np.bincount(lev, weights=zd, minlength=n_lev) + float(zw @ h))
         grad = [g_beta, g_sigma]
         if self.family == "negative_binomial":
             g_shape = np.sum(-der.ds - 0.5 * der.d2s * dcell + delta * der.d1s)

@@ -44,6 +44,7 @@ def _design(family: str, seed: int, *, crossed=False, slope=False, censor=False)
 
 
 @pytest.mark.parametrize("family,options", [
+    ("binomial", {}),
     ("binomial", {"crossed": True, "slope": True}),
     ("poisson", {"censor": True, "slope": True}),
     ("negative_binomial", {"censor": True, "crossed": True}),
