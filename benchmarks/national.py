@@ -263,7 +263,8 @@ def _timed(fn, repeats: int):
 
 
 def simulated_models(size: str, outcomes: list[str], repeats: int, seed: int,
-                     steps: list[dict]) -> list[tuple[pd.DataFrame, BenchModel]]:
+                     steps: list[dict], cli: bool = False
+                     ) -> list[tuple[pd.DataFrame, BenchModel]]:
     from disparity.cells import collapse
     from disparity.simulate import simulate_pupils
     from disparity.spec import ModelSpec
@@ -273,6 +274,8 @@ def simulated_models(size: str, outcomes: list[str], repeats: int, seed: int,
         lambda: simulate_pupils(n, n_schools=n_schools, n_las=N_LAS, seed=seed), repeats)
     steps.append({"size": size, "step": "simulate", "engine": "disparity", "seconds": sec,
                   "repeats": reps, "peak_mib": peak})
+    if cli:
+        cli_steps(sim.pupils, size, outcomes, repeats, steps)
     names = [OUTCOMES[o] for o in outcomes]
     cells, sec, reps, peak = _timed(
         lambda: collapse(sim.pupils, by=["ethnicity", "sen", "fsm", "cin", "sex", "school",
@@ -293,6 +296,55 @@ def simulated_models(size: str, outcomes: list[str], repeats: int, seed: int,
                                      size=size)))
     sim = None  # free the pupils before the fits
     return out
+
+
+CLI_MODEL = """[data]
+path = "{path}"
+kind = "pupils"
+
+[model]
+family = "binomial"
+events = "n_{outcome}"
+trials = "n_pupils"
+formula = "{formula}"
+groups = ["la/school"]
+
+[model.reference]
+ethnicity = "White British"
+
+[fit]
+engine = "ml"
+"""
+
+
+def cli_steps(pupils: pd.DataFrame, size: str, outcomes: list[str], repeats: int,
+              steps: list[dict]) -> None:
+    """``disparity fit`` as a whole process on a pupils file: read, collapse, design, fit,
+    write the run folder (median of ``repeats`` runs when under a minute)."""
+    exe = shutil.which("disparity") or str(Path(sys.executable).with_name("disparity"))
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "pupils.parquet"
+        pupils.to_parquet(data, index=False)
+        for o in outcomes:
+            model = Path(tmp) / f"{o}.toml"
+            model.write_text(CLI_MODEL.format(path=data, outcome=OUTCOMES[o], formula=FORMULA))
+            walls, peaks, note = [], [], ""
+            for k in range(max(1, repeats)):
+                wall, peak, code, tail = _run_child(
+                    [exe, "fit", str(model), "--quiet", "-o", str(Path(tmp) / f"run{o}{k}")],
+                    timeout=1800)
+                if code != 0:
+                    note = f"exit {code}: {tail[-200:]}"
+                    break
+                walls.append(wall)
+                peaks.append(peak)
+                if wall > 60:
+                    break
+            steps.append({"size": size, "step": f"disparity fit (whole process), {OUTCOMES[o]}",
+                          "engine": "disparity ml (default options)",
+                          "seconds": statistics.median(walls) if walls else float("nan"),
+                          "repeats": len(walls), "peak_mib": max(peaks) if peaks else float("nan"),
+                          "note": note})
 
 
 def dfe_model() -> tuple[pd.DataFrame, BenchModel]:
@@ -324,7 +376,8 @@ def print_tables(steps: list[dict], fits: list[tuple[BenchModel, list[dict]]]) -
     print("|---|---|---|---|---|---|---|---|---|")
     for s in steps:
         print(f"| {s['size']} | {s['step']} | {s['engine']} | {_fmt(s['seconds'])} | "
-              f"{s.get('repeats', '')} | {_fmt(s['peak_mib'], '.0f')} | | | |")
+              f"{s.get('repeats', '')} | {_fmt(s['peak_mib'], '.0f')} | | | "
+              f"{s.get('note', '')} |")
     for model, rows in fits:
         ref = next((r for r in rows if r["engine"].startswith("disparity ml")
                     and "log_likelihood" in r), None)
@@ -406,6 +459,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--peer-sizes", nargs="*", default=["DfE", "100k", "1M"],
                         help="sizes at which the R peers run (they take minutes at 8M)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cli", action="store_true",
+                        help="also time `disparity fit` as a whole process on a pupils file")
     parser.add_argument("--seed", type=int, default=2016)
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
@@ -416,7 +471,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.dfe:
         todo.append(dfe_model())
     for size in args.sizes:
-        todo.extend(simulated_models(size, args.outcomes, args.repeats, args.seed, steps))
+        todo.extend(simulated_models(size, args.outcomes, args.repeats, args.seed, steps,
+                                     cli=args.cli))
     for cells, model in todo:
         rows = []
         for name in args.engines:
