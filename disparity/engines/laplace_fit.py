@@ -258,18 +258,20 @@ def _hybrid_hessian(model, prob, t_hat, active, p, u_hat) -> np.ndarray:
 
 
 def fit_quadrature(quad, laplace: LaplaceResult, *, maxit: int = 200,
-                   gtol: float = 1e-5) -> LaplaceResult:
+                   gtol: float = 1e-6, rounds: int = 30) -> LaplaceResult:
     """Refine a Laplace fit of a nested random-intercept model by adaptive quadrature.
 
-    ``quad`` is a :class:`~disparity.engines.quadrature.NestedQuadrature`. BFGS starts
-    from the Laplace estimate in coordinates whitened by the Laplace Hessian; the Hessian
-    at the optimum is the Jacobian of the quadrature gradient by central differences.
+    ``quad`` is a :class:`~disparity.engines.quadrature.NestedQuadrature`. Each round places
+    the nodes at the current estimate and maximises the fixed-node rule by BFGS (exact
+    gradient), in coordinates whitened by the Laplace Hessian, from the Laplace estimate at
+    first; rounds stop when the estimate moves less than 1e-4 standard errors. The Hessian
+    at the optimum is the Jacobian of the fixed-node gradient by central differences.
     """
     clock = time.perf_counter
     t_start = clock()
     p = len(laplace.beta)
-    t0 = np.concatenate([laplace.beta, np.abs(laplace.sigma)])
-    P = len(t0)
+    t = np.concatenate([laplace.beta, np.abs(laplace.sigma)])
+    P = len(t)
     full_H = np.zeros((P, P))
     act = laplace.active
     full_H[np.ix_(act, act)] = laplace.hessian
@@ -277,34 +279,47 @@ def fit_quadrature(quad, laplace: LaplaceResult, *, maxit: int = 200,
         if j not in act:
             full_H[j, j] = 1.0
     L = _inverse_root(full_H)
+    Linv = np.linalg.pinv(L)
 
-    def value_grad(t: np.ndarray):
-        sig = t[p:]
-        if quad.two_level:
-            return quad.objective(t[:p], float(sig[0]), float(sig[1]))
-        return quad.objective(t[:p], 0.0, float(sig[0]))
+    def split(tt: np.ndarray):
+        sig = tt[p:]
+        return (tt[:p], float(sig[0]), float(sig[1])) if quad.two_level else (
+            tt[:p], 0.0, float(sig[0]))
 
-    def fz(z: np.ndarray):
-        f, g = value_grad(t0 + L @ z)
-        if not np.isfinite(f):
-            return np.inf, np.zeros_like(z)
-        return f, L.T @ g
+    def value_grad(tt: np.ndarray):
+        f, g = quad.objective_fixed(*split(tt))
+        return f, (g if quad.two_level else np.concatenate([g[:p], g[p:]]))
 
-    res = sopt.minimize(fz, np.zeros(P), jac=True, method="BFGS",
-                        options={"gtol": gtol, "maxiter": int(maxit)})
+    iterations, moved, success, message = 0, np.inf, False, ""
+    for _ in range(rounds):
+        quad.adapt(*split(t))
+        t_round = t.copy()
+
+        def fz(z: np.ndarray):
+            f, g = value_grad(t_round + L @ z)
+            if not np.isfinite(f):
+                return np.inf, np.zeros_like(z)
+            return f, L.T @ g
+
+        res = sopt.minimize(fz, np.zeros(P), jac=True, method="BFGS",
+                            options={"gtol": gtol, "maxiter": int(maxit)})
+        iterations += int(res.nit)
+        success, message = bool(res.success), str(res.message)
+        t = t_round + L @ res.x
+        moved = float(np.max(np.abs(Linv @ (t - t_round))))
+        if moved < 1e-4 or iterations >= maxit:
+            break
+    quad.adapt(*split(t))  # nodes adapted to the estimate: the reported likelihood
     seconds = {"optimise_quadrature": clock() - t_start}
-    t_hat = t0 + L @ res.x
-    f_hat, g_hat = value_grad(t_hat)
+    f_hat, g_hat = value_grad(t)
     t2 = clock()
-    active = np.array([j for j in range(P) if j < p or abs(t_hat[j]) >= 1e-3])
-    Lw = _whitening_at(None, None, t_hat, L, active)
+    active = np.array([j for j in range(P) if j < p or abs(t[j]) >= 1e-3])
+    Lw = _whitening_at(None, None, t, L, active)
     cols = []
     for j in range(len(active)):
         e = np.zeros(P)
         e[active] = FD_STEP * Lw[:, j]
-        cols.append((value_grad(t_hat + e)[1] - value_grad(t_hat - e)[1])[active]
-                    / (2.0 * FD_STEP))
-    value_grad(t_hat)  # leave the stored modes at the estimate
+        cols.append((value_grad(t + e)[1] - value_grad(t - e)[1])[active] / (2.0 * FD_STEP))
     H = np.column_stack(cols) @ np.linalg.inv(Lw)
     H = (H + H.T) / 2.0
     seconds["curvature_quadrature"] = clock() - t2
@@ -313,8 +328,8 @@ def fit_quadrature(quad, laplace: LaplaceResult, *, maxit: int = 200,
     except np.linalg.LinAlgError:
         se = np.full(len(active), np.nan)
     return LaplaceResult(
-        beta=t_hat[:p], sigma=t_hat[p:], alpha=None, log_likelihood=-f_hat, hessian=H,
-        active=active, converged_optimizer=bool(res.success), iterations=int(res.nit),
-        evaluations=int(quad.evaluations), message=str(res.message),
+        beta=t[:p], sigma=t[p:], alpha=None, log_likelihood=-f_hat, hessian=H,
+        active=active, converged_optimizer=success and moved < 1e-4, iterations=iterations,
+        evaluations=int(quad.evaluations), message=message,
         scaled_gradient=np.abs(g_hat[active]) * se, seconds=seconds,
     )

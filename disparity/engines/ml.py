@@ -487,7 +487,7 @@ def _refine_by_quadrature(design: Design, model, result, nodes: int, options):
     inner = groups[-1].index
     outer = groups[0].index if nested else None
     quad = NestedQuadrature(design.X, inner, outer, model.cells, nodes, nodes)
-    refined = fit_quadrature(quad, result, maxit=options["maxit"], gtol=1e-5)
+    refined = fit_quadrature(quad, result, maxit=options["maxit"], gtol=options["tolerance"])
     refined.seconds = {**result.seconds, **refined.seconds}
     return refined
 

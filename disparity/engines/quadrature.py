@@ -14,10 +14,12 @@ are the posterior moments of the school scores). With ``Q = 1`` this is a nested
 approximation; with more nodes it converges to the exact likelihood, which is what corrects
 Laplace where clusters hold few events (Breslow and Lin 1995 [3]_).
 
-The gradient is Fisher's identity applied to the quadrature with its nodes held fixed:
-posterior-weighted scores (``l'_i x_i``, ``l'_i v``, ``l'_i u``). It differs from the
-derivative of the adaptive rule only through the placement of the nodes, to which an
-accurate rule is insensitive.
+With the nodes held fixed the rule is a smooth function of the parameters whose exact
+gradient is Fisher's identity: posterior-weighted scores (``l'_i x_i``, ``l'_i v``,
+``l'_i u``). The fit (:func:`~disparity.engines.laplace_fit.fit_quadrature`) alternates:
+place the nodes at the current estimate, maximise the fixed-node rule (consistent value and
+gradient), and repeat until the estimate stops moving; at that point the nodes are adapted
+to the estimate itself.
 
 References
 ----------
@@ -98,33 +100,37 @@ class NestedQuadrature:
         self.evaluations = 0
 
     # ------------------------------------------------------------------ school level
-    def _school_pass(self, eta0: np.ndarray, c_cell: np.ndarray, sigma_s: float,
-                     need_cells: bool):
-        """Adaptive quadrature of every school's integral given offsets ``c_cell``.
-
-        Returns log I_s, d/dc log I_s, d2/dc2 log I_s (per school) and, if asked, per-cell
-        posterior means of ``l'_i`` and of ``l'_i u``.
-        """
+    def _school_nodes(self, base: np.ndarray, sigma_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Mode and curvature of every school's integrand given the offsets in ``base``."""
         s, ns = self.school, self.n_school
-        base = eta0 + c_cell
         u = self.u_hat.copy()
         for _ in range(50):
             der = self.cells.at(base + sigma_s * u[s], value=False)
             g = sigma_s * np.bincount(s, weights=der.d1, minlength=ns) - u
             h = 1.0 - sigma_s**2 * np.bincount(s, weights=der.d2, minlength=ns)
-            step = g / h
+            step = g / np.maximum(h, 1e-8)
             u = u + step
             if np.max(np.abs(step)) < 1e-9:
                 break
         self.u_hat = u
         der = self.cells.at(base + sigma_s * u[s], value=False)
         h = 1.0 - sigma_s**2 * np.bincount(s, weights=der.d2, minlength=ns)
+        return u, np.maximum(h, 1e-8)
+
+    def _school_rule(self, base: np.ndarray, sigma_s: float, u: np.ndarray, h: np.ndarray,
+                     need_cells: bool):
+        """The school integrals by the rule with nodes ``u + z / sqrt(h)``.
+
+        Returns log I_s, d/dc log I_s and d2/dc2 log I_s (per school, as posterior moments of
+        the score) and, if asked, per-cell posterior means of ``l'_i`` and of ``l'_i u``.
+        """
+        s, ns = self.school, self.n_school
         scale = 1.0 / np.sqrt(h)
         Q = len(self.zs)
         logterm = np.empty((Q, ns))
         s1 = np.empty((Q, ns))
         s2 = np.empty((Q, ns))
-        d1_cells = [] if need_cells else None
+        d1_cells = []
         for q, (z, lw) in enumerate(zip(self.zs, self.lws)):
             uq = u + z * scale
             d = self.cells.at(base + sigma_s * uq[s], cellwise=True)
@@ -134,8 +140,9 @@ class NestedQuadrature:
             s2[q] = np.bincount(s, weights=d.d2, minlength=ns)
             if need_cells:
                 d1_cells.append((d.d1, uq))
-        log_I = logsumexp(logterm, axis=0) - 0.5 * np.log(h)
-        post = np.exp(logterm - logsumexp(logterm, axis=0))  # (Q, ns)
+        top = logsumexp(logterm, axis=0)
+        log_I = top - 0.5 * np.log(h)
+        post = np.exp(logterm - top)  # (Q, ns)
         m1 = np.sum(post * s1, axis=0)
         m2 = np.sum(post * (s2 + s1**2), axis=0) - m1**2
         cell_score = cell_score_u = None
@@ -143,50 +150,76 @@ class NestedQuadrature:
             cell_score = np.zeros(len(s))
             cell_score_u = np.zeros(len(s))
             for q, (d1, uq) in enumerate(d1_cells):
-                w = post[q][s]
-                cell_score += w * d1
-                cell_score_u += w * d1 * uq[s]
+                w = post[q][s] * d1
+                cell_score += w
+                cell_score_u += w * uq[s]
         return log_I, m1, m2, cell_score, cell_score_u
 
-    # ------------------------------------------------------------------ objective
-    def objective(self, beta: np.ndarray, sigma_la: float, sigma_s: float):
-        """Negative log-likelihood and its gradient in (beta, sigma_la, sigma_s)."""
-        self.evaluations += 1
+    # ------------------------------------------------------------------ nodes
+    def adapt(self, beta: np.ndarray, sigma_la: float, sigma_s: float) -> None:
+        """Place every node at the modes and curvatures of the integrands at these values."""
         eta0 = (self.rows @ beta)[self.pattern]
         if not self.two_level:
-            log_I, _, _, sc, scu = self._school_pass(eta0, np.zeros_like(eta0), sigma_s, True)
-            f = -(np.sum(log_I) + self.cells.constant)
-            g_beta = -(self.rows.T @ np.bincount(self.pattern, weights=sc,
-                                                 minlength=len(self.rows)))
-            return f, np.concatenate([g_beta, [-np.sum(scu)]])
+            self.nodes = [(None, *self._school_nodes(eta0, sigma_s))]
+            return
         sl = self.school_la
         v = self.v_hat.copy()
         for _ in range(50):
-            _, m1, m2, _, _ = self._school_pass(eta0, sigma_la * v[self.la], sigma_s, False)
+            base = eta0 + sigma_la * v[self.la]
+            _, m1, m2, _, _ = self._school_rule(base, sigma_s, *self._school_nodes(base, sigma_s),
+                                                False)
             G1 = sigma_la * np.bincount(sl, weights=m1, minlength=self.n_la) - v
             G2 = sigma_la**2 * np.bincount(sl, weights=m2, minlength=self.n_la) - 1.0
             step = -G1 / np.minimum(G2, -1e-8)
             v = v + step
             if np.max(np.abs(step)) < 1e-8:
                 break
-        _, m1, m2, _, _ = self._school_pass(eta0, sigma_la * v[self.la], sigma_s, False)
-        h_la = 1.0 - sigma_la**2 * np.bincount(sl, weights=m2, minlength=self.n_la)
-        h_la = np.maximum(h_la, 1e-8)
+        base = eta0 + sigma_la * v[self.la]
+        _, m1, m2, _, _ = self._school_rule(base, sigma_s, *self._school_nodes(base, sigma_s),
+                                            False)
+        h_la = np.maximum(1.0 - sigma_la**2 * np.bincount(sl, weights=m2, minlength=self.n_la),
+                          1e-8)
         self.v_hat = v
-        scale = 1.0 / np.sqrt(h_la)
+        self.h_la = h_la
+        u_keep = self.u_hat.copy()
+        self.nodes = []
+        for z in self.zl:
+            vj = v + z / np.sqrt(h_la)
+            self.nodes.append((vj, *self._school_nodes(eta0 + sigma_la * vj[self.la], sigma_s)))
+        self.u_hat = u_keep
+
+    # ------------------------------------------------------------------ objective
+    def objective(self, beta: np.ndarray, sigma_la: float, sigma_s: float):
+        """Negative log-likelihood by the adaptive rule (nodes placed at these values) and
+        its gradient with the nodes held fixed (see :meth:`objective_fixed`)."""
+        self.adapt(beta, sigma_la, sigma_s)
+        return self.objective_fixed(beta, sigma_la, sigma_s)
+
+    def objective_fixed(self, beta: np.ndarray, sigma_la: float, sigma_s: float):
+        """Negative log-likelihood by the rule with the nodes of the last :meth:`adapt`, and
+        its exact gradient in (beta, sigma_la, sigma_s) (Fisher's identity)."""
+        self.evaluations += 1
+        eta0 = (self.rows @ beta)[self.pattern]
+        if not self.two_level:
+            _, u, h = self.nodes[0]
+            log_I, _, _, sc, scu = self._school_rule(eta0, sigma_s, u, h, True)
+            f = -(np.sum(log_I) + self.cells.constant)
+            g_beta = -(self.rows.T @ np.bincount(self.pattern, weights=sc,
+                                                 minlength=len(self.rows)))
+            return f, np.concatenate([g_beta, [-np.sum(scu)]])
+        sl = self.school_la
         J = len(self.zl)
         logterm = np.empty((J, self.n_la))
         per_node = []
-        u_keep = self.u_hat.copy()
-        for j, (z, lw) in enumerate(zip(self.zl, self.lwl)):
-            vj = v + z * scale
-            log_I, _, _, sc, scu = self._school_pass(eta0, sigma_la * vj[self.la], sigma_s, True)
+        for j, ((vj, u, h), z, lw) in enumerate(zip(self.nodes, self.zl, self.lwl)):
+            log_I, _, _, sc, scu = self._school_rule(eta0 + sigma_la * vj[self.la], sigma_s,
+                                                     u, h, True)
             logterm[j] = (np.bincount(sl, weights=log_I, minlength=self.n_la) - 0.5 * vj**2
                           + 0.5 * z * z + lw)
             per_node.append((sc, scu, vj))
-        self.u_hat = u_keep
-        log_L = logsumexp(logterm, axis=0) - 0.5 * np.log(h_la)
-        post = np.exp(logterm - logsumexp(logterm, axis=0))  # (J, n_la)
+        top = logsumexp(logterm, axis=0)
+        log_L = top - 0.5 * np.log(self.h_la)
+        post = np.exp(logterm - top)  # (J, n_la)
         c = np.zeros(len(eta0))
         c_la = np.zeros(len(eta0))
         c_s = np.zeros(len(eta0))
