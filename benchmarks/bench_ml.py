@@ -111,7 +111,7 @@ def main() -> None:
     print(f"pupils {args.pupils:,}  schools {args.schools:,}  LAs {args.las}  "
           f"cells {design.n_cells:,}  fixed effects {len(design.terms)}")
     print(f"seconds: simulate {t_sim:.1f}  design {t_design:.1f}  fit {t_fit:.1f} "
-          f"(optimizer {d['seconds_optimizer']:.1f})  peak RSS {rss_gib:.2f} GiB")
+          f"(steps {d['seconds_by_step']})  peak RSS {rss_gib:.2f} GiB")
     print(f"converged {d['converged']}  iterations {d['iterations']}  "
           f"max scaled gradient {d['max_scaled_gradient']}  coef_cov {d['cov_type']}")
     truth_sd = {"la": LA_SD, "school": SCHOOL_SD}
