@@ -369,6 +369,19 @@ def _fmt(x, spec=".2f") -> str:
         return str(x)
 
 
+def _floats(x) -> np.ndarray:
+    """Numbers as floats, NaN for what R wrote as text."""
+    return pd.to_numeric(pd.Series(list(x)), errors="coerce").to_numpy(dtype=float)
+
+
+def _number(x) -> float | None:
+    """A float, or None for what R wrote as text (NA, Inf) or left out."""
+    try:
+        return None if x is None else float(x)
+    except (TypeError, ValueError):
+        return None
+
+
 def print_tables(steps: list[dict], fits: list[tuple[BenchModel, list[dict]]]) -> None:
     print("\n## Steps\n")
     print("| size | step | engine | wall s (median) | runs | peak MiB | log-likelihood | "
@@ -382,7 +395,7 @@ def print_tables(steps: list[dict], fits: list[tuple[BenchModel, list[dict]]]) -
         ref = next((r for r in rows if r["engine"].startswith("disparity ml")
                     and "log_likelihood" in r), None)
         for r in rows:
-            ll = r.get("log_likelihood")
+            ll = _number(r.get("log_likelihood"))
             diff = ""
             if ll is not None and ref is not None and r is not ref:
                 diff = f" ({ll - ref['log_likelihood']:+.4f} vs ml)"
@@ -398,8 +411,9 @@ def print_tables(steps: list[dict], fits: list[tuple[BenchModel, list[dict]]]) -
         for r in rows:
             if "coef" not in r:
                 continue
-            for name, est, lo, hi in zip(r["sd_terms"], r["sd"], r.get("sd_low", [np.nan] * 9),
-                                         r.get("sd_high", [np.nan] * 9)):
+            for name, est, lo, hi in zip(r["sd_terms"], _floats(r["sd"]),
+                                         _floats(r.get("sd_low", [np.nan] * 9)),
+                                         _floats(r.get("sd_high", [np.nan] * 9))):
                 truth = model.truth["group_sd"].get(name)
                 covers = "" if np.isnan(lo) else ("yes" if lo <= truth <= hi else "**no**")
                 print(f"| {model.label} | {r['engine']} | SD {name} | {truth} | "
@@ -408,7 +422,7 @@ def print_tables(steps: list[dict], fits: list[tuple[BenchModel, list[dict]]]) -
                 if term not in r["terms"]:
                     continue
                 j = r["terms"].index(term)
-                est, se = r["coef"][j], r["se"][j]
+                est, se = _floats(r["coef"])[j], _floats(r["se"])[j]
                 truth = model.truth["coefficients"][term]
                 lo, hi = est - Z95 * se, est + Z95 * se
                 covers = "yes" if lo <= truth <= hi else "**no**"
@@ -432,16 +446,15 @@ def print_tables(steps: list[dict], fits: list[tuple[BenchModel, list[dict]]]) -
                 if mine is None or key is None:
                     cells_.append("")
                     continue
-                a, b = np.asarray(mine["se"]), np.asarray(r[key])
+                a, b = _floats(mine["se"]), _floats(r[key])
                 cells_.append(f"{np.max(np.abs(a / b - 1)):.2%}")
             if ml_h is not None and "log_sd_se" in r:
-                a, b = np.asarray(ml_h["log_sd_se"]), np.asarray(r["log_sd_se"])
+                a, b = _floats(ml_h["log_sd_se"]), _floats(r["log_sd_se"])
                 cells_.append(f"{np.nanmax(np.abs(a / b - 1)):.2%}")
             else:
                 cells_.append("")
             if ml_h is not None:
-                dz = np.abs(np.asarray(ml_h["coef"]) - np.asarray(r["coef"])) / np.asarray(
-                    ml_h["se"])
+                dz = np.abs(_floats(ml_h["coef"]) - _floats(r["coef"])) / _floats(ml_h["se"])
                 cells_.append(f"{np.max(dz):.1e}")
             else:
                 cells_.append("")
@@ -493,11 +506,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"fitting {model.label} with {name}", file=sys.stderr, flush=True)
             rows.extend(ENGINES[name](cells, model, repeats=args.repeats))
         fits.append((model, rows))
-    print_tables(steps, fits)
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"steps": steps, "fits": [{"model": m.label, "rows": r} for m, r in fits]},
-            default=float, indent=1))
+            default=str, indent=1))
+    print_tables(steps, fits)
 
 
 if __name__ == "__main__":
