@@ -241,7 +241,7 @@ ENGINES: dict[str, Callable[..., list[dict]]] = {
                                                       se_method="conditional"),
     "ml_aghq": lambda c, m, repeats=3: ml_rows(c, m, repeats=repeats, nodes=9),
     "glmmTMB": lambda c, m, repeats=3: r_rows("glmmTMB", c, m, repeats=repeats),
-    "glmer": lambda c, m, repeats=3: r_rows("glmer", c, m, repeats=repeats, timeout=300),
+    "glmer": lambda c, m, repeats=3: r_rows("glmer", c, m, repeats=repeats, timeout=120),
     "glmer_bobyqa": lambda c, m, repeats=3: r_rows("glmer_bobyqa", c, m, repeats=repeats),
 }
 
