@@ -99,8 +99,10 @@ class Design:
     levels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: Reference level of each categorical formula variable (added to the contract).
     reference: Mapping[str, str] = field(default_factory=dict)
-    #: When not None, cell i's event count is only known to lie in [events[i], events_upper[i]];
-    #: equal where observed exactly; a DfE `x` gives [1, 2]
+    #: Upper end of each cell's event count (float64, same length as ``events``), or None
+    #: when every count is exact. A censored cell's count is only known to lie in
+    #: ``[events[i], events_upper[i]]`` (equal where observed exactly; a DfE ``x`` is
+    #: ``[1, 2]``); engines use the interval-censored likelihood (added to the contract).
     events_upper: np.ndarray | None = None
 
     @property

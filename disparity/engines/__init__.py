@@ -1,13 +1,13 @@
 """Engines fit a :class:`~disparity.design.Design` and return a
 :class:`~disparity.engines.base.Fit`.
 
-Each adapter imports its heavy library (statsmodels, GPBoost, PyMC) inside its functions.
+Each adapter imports its heavy library (statsmodels, numba, PyMC) inside its functions.
 
 ======  ==========================================================================
 name    what it fits
 ======  ==========================================================================
 glm     fixed effects only (statsmodels GLM), cluster-robust standard errors
-ml      random intercepts and slopes by maximum likelihood (GPBoost, Laplace)
+ml      random intercepts and slopes by maximum likelihood (Laplace; adaptive quadrature)
 pymc    the full Bayesian model (PyMC), posterior draws
 ======  ==========================================================================
 """

@@ -766,7 +766,9 @@ def _methods(run: Mapping[str, Any], w: _Words) -> list[doc.Block]:
     engines = {
         "glm": "a generalised linear model fitted by maximum likelihood (statsmodels); group "
                "terms, if any, only cluster the standard errors",
-        "ml": "maximum likelihood with the Laplace approximation (GPBoost)",
+        "ml": "maximum likelihood with the Laplace approximation of the integral over unit "
+              "effects (adaptive Gauss-Hermite quadrature where [fit.ml] quadrature_nodes is "
+              "set), with exact gradients",
         "pymc": f"Bayesian estimation with PyMC (sampler {s['sampler']}, {s['chains']} chains "
                 f"of {s['draws']} draws after {s['tune']} tuning steps, target acceptance "
                 f"{s['target_accept']:g})",
