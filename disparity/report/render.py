@@ -740,7 +740,15 @@ def _trend_blocks(files: dict[str, bytes], saved: Mapping[str, Any], w: _Words) 
                  if (trend.by == v["name"]).any()]
     if not variables:
         return []
-    variable = "ethnicity" if "ethnicity" in variables else variables[0]
+    # a level's rate is shown only where its counts are: draw the variable with the most
+    shown = {v: int(np.isfinite(trend[trend.by == v].rate).sum()) for v in variables}
+    variables.sort(key=lambda v: (-shown[v], v != "ethnicity"))
+    variable = variables[0]
+    if shown[variable] == 0:
+        return [doc.Heading("Trend"), doc.Paragraph(
+            "No observed rate by year can be shown: every one includes counts suppressed at "
+            "source (x) or below the thresholds (c). The model's year effects are in the "
+            "coefficients.")]
     return [doc.Heading("Trend"),
             doc.Figure(_trend(files, cells, variable, w), alt=f"Trend by {_noun(variable)}",
                        caption=f"Observed events per {w.per_text} {w.unit} by year "
