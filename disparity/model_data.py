@@ -319,6 +319,10 @@ def _censor_suppressed(
     lower = kept[events].to_numpy(dtype=float, na_value=np.nan)
     upper = lower.copy()
     lower[cens], upper[cens] = low, high
+    if spec.family == "binomial" and trials in kept.columns:  # never more than the pupils
+        pupils = kept[trials].to_numpy(dtype=float)
+        upper = np.minimum(upper, pupils)
+        lower = np.minimum(lower, upper)
     narrowed = 0
     if totals is not None and unit is not None and cens.any() and unit in kept.columns:
         from disparity.dfe import PARTITIONS
@@ -394,6 +398,10 @@ def _censor_marked(frame: pd.DataFrame, spec: ModelSpec, marked: np.ndarray,
     values = out[events].to_numpy(dtype=float, na_value=np.nan)
     upper = values.copy()
     values[marked], upper[marked] = low, high
+    if spec.family == "binomial" and spec.trials in out.columns:  # never more than the pupils
+        trials = out[spec.trials].to_numpy(dtype=float)
+        upper = np.minimum(upper, trials)
+        values = np.minimum(values, upper)
     out[events] = values.astype(np.int64)
     out[upper_column(events)] = upper.astype(np.int64)
     return out, (f"{n:,} of {len(frame):,} cells have their {events} suppressed (x, c or "

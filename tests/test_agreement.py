@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from disparity.errors import ConvergenceWarning, DataWarning
+from disparity.errors import ConvergenceWarning
 from disparity.fitting import fit_model, load_model_data
 from disparity.simulate import Truth, simulate_pupils
 from disparity.spec import ModelSpec, load_spec
