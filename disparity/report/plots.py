@@ -301,8 +301,17 @@ def forest_plot(
         est = estimates_frame[estimate].to_numpy(float)
         lo = estimates_frame[low].to_numpy(float)
         hi = estimates_frame[high].to_numpy(float)
+        if log_scale:  # an interval a hundred times wider than the rest runs off the axis
+            edge_lo, edge_hi = _forest_limits(est, lo, hi)
+            cut_lo, cut_hi = lo < edge_lo, hi > edge_hi
+            lo, hi = np.maximum(lo, edge_lo), np.minimum(hi, edge_hi)
         ax.errorbar(est, y + offset, xerr=[est - lo, hi - est], fmt="o", color=_POINT,
                     ms=5, capsize=0, lw=1.4, label="Adjusted")
+        if log_scale and (cut_lo.any() or cut_hi.any()):
+            ax.plot(lo[cut_lo], (y + offset)[cut_lo], marker="<", ls="none", color=_POINT,
+                    ms=5)
+            ax.plot(hi[cut_hi], (y + offset)[cut_hi], marker=">", ls="none", color=_POINT,
+                    ms=5)
         if crude is not None:
             _require(crude, [label, estimate, low, high], "crude estimates")
             _check_intervals(crude, label, estimate, low, high, "crude estimates")
@@ -314,7 +323,8 @@ def forest_plot(
             ax.axvline(ref_line, color="black", lw=0.8, ls=":")
         if log_scale:
             ax.set_xscale("log")
-            span = [lo, hi] + ([cl, ch] if crude is not None else [])
+            span = [lo, hi] + ([np.maximum(cl, edge_lo), np.minimum(ch, edge_hi)]
+                               if crude is not None else [])
             _ratio_axis(ax.xaxis, np.nanmin(np.concatenate(span)),
                         np.nanmax(np.concatenate(span)))
         ax.set_yticks(y, labels)
@@ -325,6 +335,19 @@ def forest_plot(
         if crude is not None:
             ax.legend(loc="lower right", frameon=False)
     return fig
+
+
+def _forest_limits(est: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[float, float]:
+    """The x-range of a log-scale forest plot: every point, and each interval as far as
+    eight times beyond the outermost point (and within 1/100 to 100); beyond that an
+    interval is drawn to the edge with an arrowhead."""
+    points = est[np.isfinite(est) & (est > 0)]
+    if not points.size:
+        return 1e-2, 1e2
+    low = max(float(np.nanmin(lo[lo > 0])) if (lo > 0).any() else points.min(),
+              points.min() / 8, 1e-2)
+    high = min(float(np.nanmax(hi)), points.max() * 8, 1e2)
+    return min(low, points.min()), max(high, points.max())
 
 
 # --------------------------------------------------------------------------- caterpillar
