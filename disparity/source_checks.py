@@ -59,16 +59,12 @@ class Checked:
 
     Attributes
     ----------
-    values : dict
-        Outcome name -> function of the table giving the outcome as a whole number (text
-        counts such as ``"1,234"`` parsed), for the sums of the cells.
     n_rows : int
         Pupil rows.
     events : dict
-        Outcome name -> its total over all rows.
+        Outcome name -> its total over all rows (each read by :func:`count_value`).
     """
 
-    values: dict[str, Callable[[Any], Any]]
     n_rows: int
     events: dict[str, int]
 
@@ -141,7 +137,7 @@ class _Counts:
 
     def not_number(self, t: Any) -> Any:
         if not _is_text(self.dtype):
-            return self.missing(t) & ~self.missing(t)  # false everywhere
+            return t[self.column].isnull() & False  # stored as numbers: never
         value = self.number(t)
         return (~self.missing(t) & (value.isnull() | value.isnan())).fill_null(False)
 
@@ -233,13 +229,19 @@ class _Finder:
 
 
 # --------------------------------------------------------------------------- the checks
-def _value_counts(g: Any, weight: str, checks: Mapping[str, Predicate]) -> list[Any]:
+def _value_counts(g: Any, weight: str, checks: Mapping[str, Predicate], by_value: bool) -> list:
     """One-row tables counting, over the grouping ``g``, the rows where each check holds.
 
-    ``g``'s ``weight`` column counts each group's rows. A check of a column's values runs
-    once per distinct value of the column: ``checks`` maps a metric name to a predicate on
-    the column named after the last space of the name's check (see :func:`check_pupils`).
+    ``g``'s ``weight`` column counts each group's rows; ``checks`` maps a metric name to
+    (column, predicate). With ``by_value`` each column is first reduced to its distinct
+    values (quicker in DuckDB, where text functions cost more than a hash of the column);
+    else every check runs on every group in one pass (quicker in Spark, where each
+    reduction is a shuffle).
     """
+    if not by_value:
+        metrics = {name: (pred(g).cast("int64") * g[weight]).sum()
+                   for name, (_, pred) in checks.items()}
+        return [g.aggregate(**metrics)]
     parts = []
     for column in dict.fromkeys(c for c, _ in checks.values()):
         distinct = g.group_by(column).aggregate(__w=g[weight].sum())
@@ -304,8 +306,7 @@ def check_pupils(
     Returns
     -------
     Checked
-        How to read each outcome as a count, the number of rows and the event totals, both
-        counted over the pupil rows.
+        The number of rows and the event totals, counted over the pupil rows.
 
     Raises
     ------
@@ -346,87 +347,31 @@ def check_pupils(
 
     # Groupings on which checks of values are counted: the cells, the units of each nesting.
     units = {}
-    for inner, outer in nesting:
-        cols = list(dict.fromkeys([*([period] if period else []), inner, outer]))
-        units[inner, outer] = t.group_by(cols).aggregate(__rows=t.count()).cache()
-    metric = {name: f"__c{i}" for i, name in enumerate([*values, *outcome_checks])}
-    raw: dict[str, Predicate] = {metric[name]: pred for name, pred in outcome_checks.items()}
-    grouped: dict[int, tuple[Any, str, dict]] = {}
-    for name, pred in values.items():
-        c = name[1]
-        where = [(cells, trials)] if cells is not None and c in by else []
-        where += [(g, "__rows") for (i, o), g in units.items() if c in (i, o, period)]
-        if where:
-            g, weight = where[0]
-            grouped.setdefault(id(g), (g, weight, {}))[2][metric[name]] = (c, pred)
-        else:
-            raw[metric[name]] = pred
-
-    # Every count in one query: one-row tables, cross-joined. The scan of the pupil rows
-    # counts them, the events and the checks no grouping holds.
-    scan = {"__n": t.count()}
-    for i, (c, cnt) in enumerate(counts.items()):
-        scan[f"__s{i}"] = cnt.value(t).sum().cast("int64")
-    scan.update({name: pred(t).cast("int64").sum() for name, pred in raw.items()})
-    parts = [t.aggregate(**scan)]
-    for g, weight, checks in grouped.values():
-        parts.extend(_value_counts(g, weight, checks))
-    check_key = bool(key) and all(c in present for c in key)
-    if check_key:
-        per_key = t.group_by(key).aggregate(__n=t.count())
-        repeated = per_key.filter(per_key["__n"] > 1)
-        parts.append(repeated.aggregate(__key_rows=repeated["__n"].sum(),
-                                        __key_values=repeated.count()))
-    for j, (inner, outer) in enumerate(nesting):
-        per_unit = _outers_per_unit(units[inner, outer], schema, inner, outer, period)
-        parts.append(per_unit.aggregate(**{f"__nest{j}": (per_unit["__k"] > 1).cast("int64").sum()}))
-    query = parts[0]
-    for part in parts[1:]:
-        query = query.cross_join(part)
-    row = {k: int(v or 0) for k, v in query.to_pyarrow().to_pylist()[0].items()}
-    n_rows = row["__n"]
-    found = {name: row[metric[name]] for name in metric}
-    finder = _Finder(source, key, n_rows)
-
-    if n_rows == 0:
-        problems.append(empty_problem("pupils table", columns))
-    _check_columns(pd.DataFrame(columns=columns), needed, problems)
-    if n_rows:
-        for (what, c), pred in {**values, **outcome_checks}.items():
-            k = found[what, c]
-            if not k:
-                continue
-            if what == "missing":
-                fix = REQUIRED_MISSING_FIX if c in grouping else LEVEL_MISSING_FIX
-                problems.append(missing_problem(c, k, finder.rows(pred, k), fix))
-            elif what == "level":
-                bad, n_bad = finder.values(pred, lambda t, c=c: t[c])
-                problems.append(levels_problem(c, k, bad, n_bad, finder.rows(pred, k),
-                                               list(levels[c]), caller))
-            else:
-                cnt = counts[c]
-                shown = _values_text(finder, pred, cnt.shown)
-                rows = finder.rows(pred, k)
-                missing_fix, binary_fix = outcome_fixes(c, kinds[c], caller)
-                if what == "not number":
-                    binary = binary_fix if kinds[c] == "binary" else None
-                    problems.append(not_number_problem(c, k, shown, rows, binary))
-                elif what == "missing count":
-                    problems.append(count_missing_problem(c, k, shown, rows, missing_fix))
-                elif what == "non whole":
-                    problems.append(not_whole_problem(c, k, shown, rows))
-                elif what == "negative":
-                    problems.append(negative_problem(c, k, shown, rows))
-                else:
-                    problems.append(not_binary_problem(c, k, shown, rows, binary_fix))
-        if check_key and row["__key_rows"]:
-            _check_unique(finder, key, row["__key_rows"], row["__key_values"], problems)
-        for j, (inner, outer) in enumerate(nesting):
-            if row[f"__nest{j}"]:
-                _check_nesting(finder, schema, inner, outer, period, row[f"__nest{j}"],
-                               problems)
-    for g in units.values():
-        g.release()
+    try:
+        for inner, outer in nesting:
+            cols = list(dict.fromkeys([*([period] if period else []), inner, outer]))
+            units[inner, outer] = t.group_by(cols).aggregate(__rows=t.count()).cache()
+        groupings = [(cells, trials, set(by))] if cells is not None else []
+        groupings += [(g, "__rows", {i, o, period}) for (i, o), g in units.items()]
+        row, found = _count_all(source, values, outcome_checks, counts, groupings, key,
+                                [(units[pair], *pair) for pair in nesting], schema, period)
+        n_rows = row["__n"]
+        finder = _Finder(source, key, n_rows)
+        if n_rows == 0:
+            problems.append(empty_problem("pupils table", columns))
+        _check_columns(pd.DataFrame(columns=columns), needed, problems)
+        if n_rows:
+            checks = {**values, **outcome_checks}
+            problems += _describe(finder, checks, found, counts, kinds, levels, grouping, caller)
+            if row.get("__key_rows"):
+                _check_unique(finder, key, row["__key_rows"], row["__key_values"], problems)
+            for j, (inner, outer) in enumerate(nesting):
+                if row[f"__nest{j}"]:
+                    _check_nesting(finder, schema, inner, outer, period, row[f"__nest{j}"],
+                                   problems)
+    finally:
+        for g in units.values():
+            g.release()
     if problems:
         row_order = source.row_order
         if source.numbered is None:
@@ -435,8 +380,87 @@ def check_pupils(
             problems, what=f"pupils table {source.label} ({_plural(n_rows, 'row')}; {row_order})"
         )
     events = {c: row[f"__s{i}"] for i, c in enumerate(counts)}
-    return Checked(values={c: cnt.value for c, cnt in counts.items()}, n_rows=n_rows,
-                   events=events)
+    return Checked(n_rows=n_rows, events=events)
+
+
+def _count_all(
+    source: Source, values: Mapping, outcome_checks: Mapping, counts: Mapping[str, _Counts],
+    groupings: Sequence[tuple[Any, str, set]], key: Sequence[str],
+    nesting: Sequence[tuple[Any, str, str]], schema: Any, period: str | None,
+) -> tuple[dict[str, int], dict]:
+    """Every count of the checks, in one query: one-row tables, cross-joined.
+
+    The scan of the pupil rows counts them, their events, the outcome checks and the checks
+    of columns no grouping holds; each check of a column's values is counted on the first
+    grouping holding the column; the key check groups by the key; a nesting check counts
+    inner units with more than one outer unit.
+    """
+    t = source.table
+    metric = {name: f"__c{i}" for i, name in enumerate([*values, *outcome_checks])}
+    raw: dict[str, Predicate] = {metric[name]: pred for name, pred in outcome_checks.items()}
+    held: dict[int, tuple[Any, str, dict]] = {}
+    for name, pred in values.items():
+        where = [(g, weight) for g, weight, cols in groupings if name[1] in cols]
+        if where:
+            held.setdefault(id(where[0][0]), (*where[0], {}))[2][metric[name]] = (name[1], pred)
+        else:
+            raw[metric[name]] = pred
+    scan = {"__n": t.count()}
+    for i, cnt in enumerate(counts.values()):
+        scan[f"__s{i}"] = cnt.value(t).sum().cast("int64")
+    scan.update({name: pred(t).cast("int64").sum() for name, pred in raw.items()})
+    parts = [t.aggregate(**scan)]
+    for g, weight, checks in held.values():
+        parts.extend(_value_counts(g, weight, checks, by_value=source.engine == "duckdb"))
+    if key and all(c in t.columns for c in key):
+        per_key = t.group_by(list(key)).aggregate(__n=t.count())
+        repeated = per_key.filter(per_key["__n"] > 1)
+        parts.append(repeated.aggregate(__key_rows=repeated["__n"].sum(),
+                                        __key_values=repeated.count()))
+    for j, (units, inner, outer) in enumerate(nesting):
+        per_unit = _outers_per_unit(units, schema, inner, outer, period)
+        parts.append(per_unit.aggregate(**{f"__nest{j}": (per_unit["__k"] > 1).cast("int64").sum()}))
+    query = parts[0]
+    for part in parts[1:]:
+        query = query.cross_join(part)
+    row = {k: int(v or 0) for k, v in query.to_pyarrow().to_pylist()[0].items()}
+    return row, {name: row[metric[name]] for name in metric}
+
+
+def _describe(
+    finder: _Finder, checks: Mapping, found: Mapping, counts: Mapping[str, _Counts],
+    kinds: Mapping[str, str], levels: Mapping, grouping: Sequence[str], caller: str,
+) -> list[str]:
+    """The message of every check of values and outcomes that found rows."""
+    problems = []
+    for (what, c), pred in checks.items():
+        k = found[what, c]
+        if not k:
+            continue
+        if what == "missing":
+            fix = REQUIRED_MISSING_FIX if c in grouping else LEVEL_MISSING_FIX
+            problems.append(missing_problem(c, k, finder.rows(pred, k), fix))
+            continue
+        if what == "level":
+            bad, n_bad = finder.values(pred, lambda t, c=c: t[c])
+            problems.append(levels_problem(c, k, bad, n_bad, finder.rows(pred, k),
+                                           list(levels[c]), caller))
+            continue
+        shown = _values_text(finder, pred, counts[c].shown)
+        rows = finder.rows(pred, k)
+        missing_fix, binary_fix = outcome_fixes(c, kinds[c], caller)
+        if what == "not number":
+            binary = binary_fix if kinds[c] == "binary" else None
+            problems.append(not_number_problem(c, k, shown, rows, binary))
+        elif what == "missing count":
+            problems.append(count_missing_problem(c, k, shown, rows, missing_fix))
+        elif what == "non whole":
+            problems.append(not_whole_problem(c, k, shown, rows))
+        elif what == "negative":
+            problems.append(negative_problem(c, k, shown, rows))
+        else:
+            problems.append(not_binary_problem(c, k, shown, rows, binary_fix))
+    return problems
 
 
 def _values_text(finder: _Finder, pred: Predicate, shown: Callable[[Any], Any]) -> str:
