@@ -36,7 +36,8 @@ from disparity.errors import SpecError, ValidationError
 from disparity.validate import _plural, pupils_problems
 from disparity.vocabulary import LA, LEVELS, N_PUPILS, PUPIL_KEY, SCHOOL, YEAR, events_column
 
-__all__ = ["SourceCells", "collapse", "collapse_source", "PANDAS_MAX_ROWS", "ENGINES"]
+__all__ = ["SourceCells", "collapse", "collapse_source", "where_expression", "PANDAS_MAX_ROWS",
+           "ENGINES"]
 
 #: Single Parquet files with fewer rows than this are collapsed in pandas by default: below
 #: it, importing and starting the engine costs more than it saves (see the benchmark).
@@ -123,9 +124,11 @@ def _keep_problem(col: str, absent: list, present: list) -> str:
 # --------------------------------------------------------------------------- pandas path
 def _collapse_frame(
     frame: pd.DataFrame, label: str, by, kinds, *, trials, observed, keep, key, levels,
-    unit_nesting, period,
+    unit_nesting, period, where=None,
 ) -> SourceCells:
     n_read = len(frame)
+    if where is not None:  # a parsed filter: evaluated by the formula interpreter
+        frame = frame.loc[where.mask(frame)].reset_index(drop=True)
     if keep:
         mask = pd.Series(True, index=frame.index)
         problems = []
@@ -242,10 +245,17 @@ def _as_count(t, outcome: str):
 
 def _collapse_engine(
     source, by, kinds, *, trials, observed, keep, key, levels, unit_nesting, period,
+    where=None,
 ) -> SourceCells:
+    from dataclasses import replace as _replace
+
     from disparity.source_checks import check_pupils
 
-    n_read = int(source.table.count().to_pyarrow().as_py()) if keep else None
+    n_read = (int(source.table.count().to_pyarrow().as_py())
+              if keep or where is not None else None)
+    if where is not None:  # the same filter, as an expression the engine evaluates
+        source = _replace(source, table=source.table.filter(where_expression(where,
+                                                                             source.table)))
     if keep:
         source = _keep_in_engine(source, keep)
     t = source.table
@@ -292,6 +302,7 @@ def collapse_source(
     unit_nesting: Sequence[tuple[str, str]] = ((SCHOOL, LA),),
     period: str | None = YEAR,
     engine: str = "auto",
+    where: Any = None,
 ) -> SourceCells:
     """Check pupil rows and collapse them to cells in the engine where they are.
 
@@ -332,6 +343,10 @@ def collapse_source(
         Where to work: ``"auto"`` chooses as the module docstring says; ``"pandas"`` reads
         the rows into memory (single files and DataFrames only); ``"engine"`` uses the
         source's engine (DuckDB for files and DataFrames).
+    where : str or Filter, optional
+        Collapse only the rows a filter keeps (``"n_susp >= 1"``: the pupils of an earlier
+        stage), parsed by :func:`disparity.formula.parse_filter` (never executed as Python)
+        and evaluated in the engine as an expression of its own.
 
     Returns
     -------
@@ -376,8 +391,12 @@ def collapse_source(
     """
     if engine not in ENGINES:
         raise SpecError(f"engine={engine!r}; valid choices: {', '.join(map(repr, ENGINES))}")
+    if isinstance(where, str):
+        from disparity.formula import parse_filter
+
+        where = parse_filter(where)
     options = {"trials": trials, "observed": observed, "keep": dict(keep or {}),
-               "unit_nesting": list(unit_nesting), "period": period}
+               "unit_nesting": list(unit_nesting), "period": period, "where": where}
     if isinstance(source, pd.DataFrame):
         if engine == "engine":
             raise SpecError("engine='engine' needs a file or database; a DataFrame is "
@@ -471,3 +490,80 @@ def collapse(
         return in_memory.collapse(source, by, outcomes, trials=trials, observed=observed)
     return collapse_source(source, by, outcomes, trials=trials, observed=observed,
                            table=table, **checks).cells
+
+
+def where_expression(where: Any, table: Any) -> Any:
+    """A parsed filter (:class:`disparity.formula.Filter`) as an Ibis boolean expression on
+    ``table``, so the engine applies it where the rows are.
+
+    Levels compare as text, numbers as numbers, exactly as
+    :meth:`disparity.formula.Filter.mask` does on a DataFrame; a missing value passes no
+    comparison.
+    """
+    import ibis
+
+    from disparity.errors import SpecError
+
+    missing = [c for c in where.columns if c not in table.columns]
+    if missing:
+        raise SpecError(f"filter \"{where.text}\" names column(s) {missing!r} that the source "
+                        f"does not have; columns are {list(table.columns)!r}")
+
+    def text(x: Any) -> Any:
+        return x.cast("string") if hasattr(x, "cast") else ibis.literal(str(x))
+
+    def value(tree: tuple) -> Any:
+        kind = tree[0]
+        if kind == "num":
+            return ibis.literal(tree[1])
+        if kind == "str":
+            return tree[1]
+        if kind == "col":
+            return table[tree[1]]
+        if kind == "neg":
+            return -value(tree[1])
+        if kind == "bin":
+            a, b = value(tree[2]), value(tree[3])
+            return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
+                    "/": lambda: a / b, "**": lambda: a ** b}[tree[1]]()
+        if kind == "call":
+            arg = value(tree[2])
+            return {"log": arg.ln, "log1p": lambda: (arg + 1).ln(), "exp": arg.exp,
+                    "sqrt": arg.sqrt}[tree[1]]()
+        raise AssertionError(kind)
+
+    def is_text(x: Any, tree: tuple) -> bool:
+        if tree[0] == "str":
+            return True
+        return tree[0] == "col" and not table[tree[1]].type().is_numeric()
+
+    def compare(op: str, ta: tuple, tb: tuple) -> Any:
+        a, b = value(ta), value(tb)
+        if is_text(a, ta) or is_text(b, tb):
+            if op not in ("==", "!="):
+                raise SpecError(f"the comparison {op!r} needs numbers on both sides; levels "
+                                "are compared with ==, != or `in [...]`")
+            a, b = text(a), text(b)
+        out = {"==": lambda: a == b, "!=": lambda: a != b, "<": lambda: a < b,
+               "<=": lambda: a <= b, ">": lambda: a > b, ">=": lambda: a >= b}[op]()
+        return out.fill_null(False)
+
+    def walk(tree: tuple) -> Any:
+        kind = tree[0]
+        if kind == "or":
+            return walk(tree[1]) | walk(tree[2])
+        if kind == "and":
+            return walk(tree[1]) & walk(tree[2])
+        if kind == "not":
+            return ~walk(tree[1])
+        if kind == "cmp":
+            return compare(tree[1], tree[2], tree[3])
+        if kind == "in":
+            hits = [compare("==", tree[1], v) for v in tree[2]]
+            out = hits[0]
+            for h in hits[1:]:
+                out = out | h
+            return ~out if tree[3] else out
+        raise AssertionError(kind)
+
+    return walk(where.tree)

@@ -11,6 +11,7 @@ import os
 import re
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -163,18 +164,17 @@ def _model_columns(spec: ModelSpec) -> list[str]:
     return list(dict.fromkeys(columns))
 
 
-def _collapse_pupils(frame: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, str]:
-    from disparity.cells import collapse
-
-    if spec.events in frame.columns:
+def _pupil_outcome_and_by(columns: list[str], spec: ModelSpec) -> tuple[str, list[str]]:
+    """The outcome column that counts into ``spec.events``, and the columns to collapse by."""
+    if spec.events in columns:
         outcome = spec.events  # a count outcome on pupil rows, e.g. n_susp
-    elif spec.events.startswith("n_") and spec.events[2:] in frame.columns:
+    elif spec.events.startswith("n_") and spec.events[2:] in columns:
         outcome = spec.events[2:]  # perm_excl counted into n_perm_excl
     else:
         raise SpecError(
             f"the pupils table has no outcome for events {spec.events!r}: expected a column "
             f"{spec.events[2:] if spec.events.startswith('n_') else spec.events!r} "
-            f"(columns are {', '.join(map(repr, frame.columns))}); set [model] events to "
+            f"(columns are {', '.join(map(repr, columns))}); set [model] events to "
             "'n_<outcome>' for a 0/1 outcome column '<outcome>'"
         )
     if events_column(outcome) != spec.events:
@@ -183,11 +183,11 @@ def _collapse_pupils(frame: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame
             f"{events_column(outcome)!r}; set [model] events = {events_column(outcome)!r}"
         )
     by = list(spec.data_options.get("collapse_by") or _model_columns(spec))
-    missing = [c for c in by if c not in frame.columns]
+    missing = [c for c in by if c not in columns]
     if missing:
         raise SpecError(
             f"cannot collapse the pupils table by {missing!r}: not among its columns "
-            f"({', '.join(map(repr, frame.columns))}); fix [data] collapse_by or the formula"
+            f"({', '.join(map(repr, columns))}); fix [data] collapse_by or the formula"
         )
     used = _model_columns(spec)
     absent = [c for c in used if c not in by]
@@ -196,10 +196,52 @@ def _collapse_pupils(frame: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame
             f"[data] collapse_by {by!r} leaves out {absent!r}, which the model uses; "
             "add them to collapse_by (or leave collapse_by out)"
         )
+    return outcome, by
+
+
+def _collapse_pupils(frame: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, str]:
+    from disparity.cells import collapse
+
+    outcome, by = _pupil_outcome_and_by([str(c) for c in frame.columns], spec)
     cells = collapse(frame, by, [outcome], trials=spec.trials)
     note = (f"{len(frame):,} pupil rows collapsed to {len(cells):,} cells by "
             f"{', '.join(by)} (events {spec.events} out of {spec.trials})")
     return cells, note
+
+
+def _collapse_source(path: Any, spec: ModelSpec) -> tuple[pd.DataFrame, str, int]:
+    """Pupil rows where they are (Parquet files, a glob, a database): checked, filtered
+    (``year``, ``keep``, ``where``) and grouped in the engine; only cells come back."""
+    from disparity.collapse_sql import collapse_source
+    from disparity.sources import source_columns
+
+    options = spec.data_options
+    columns = [str(c) for c in source_columns(path, table=options.get("table"))]
+    outcome, by = _pupil_outcome_and_by(columns, spec)
+    keep = {c: list(v) for c, v in dict(options.get("keep", {})).items()}
+    if "year" in options:
+        if YEAR not in columns:
+            raise SpecError(f"[data] year = {options['year']!r} was given but the pupils "
+                            f"source has no {YEAR!r} column; remove year or add the column")
+        keep[YEAR] = [_year_text(options["year"])]
+    kind = "count" if outcome == spec.events else "binary"
+    result = collapse_source(path, by, {outcome: kind}, table=options.get("table"),
+                             trials=spec.trials, keep=keep or None,
+                             where=options.get("where"))
+    note = (f"{result.n_rows:,} pupil rows collapsed to {len(result.cells):,} cells by "
+            f"{', '.join(by)} in {result.engine} (events {spec.events} out of {spec.trials})"
+            + (f"; [data] where = \"{options['where']}\" kept {result.n_rows:,} of "
+               f"{result.n_rows_read:,} rows" if options.get("where") else ""))
+    return result.cells, note, int(result.n_rows_read)
+
+
+def _is_source(path: Any) -> bool:
+    """A path the engine reads: Parquet, a folder, a glob, or a database URL."""
+    text = os.fspath(path)
+    if "://" in text or any(ch in text for ch in "*?["):
+        return True
+    p = Path(text)
+    return p.is_dir() or p.suffix.lower() in (".parquet", ".pq")
 
 
 def _drop_suppressed(
@@ -503,7 +545,17 @@ def load_model_data(
 
         source = str(path)
         if kind is None:
-            kind = _guess_kind(read_columns(path), spec)
+            if _is_source(path) and not Path(os.fspath(path)).is_file():
+                from disparity.sources import source_columns
+
+                kind = _guess_kind([str(c) for c in source_columns(
+                    path, table=options.get("table"))], spec)
+            else:
+                kind = _guess_kind(read_columns(path), spec)
+        if kind == "pupils" and _is_source(path):  # grouped where the rows are
+            frame, note, n_rows_read = _collapse_source(path, spec)
+            return ModelData(frame=frame, kind=kind, notes=(note,),
+                             n_rows_read=n_rows_read, source=source)
         if kind == "dfe":
             _, frame = read_data(path, kind="dfe")
         else:
@@ -574,6 +626,13 @@ def load_model_data(
             frame, note = _keep_levels(frame, options["keep"], spec, kind)
             notes.append(note)
     if kind == "pupils":
+        if options.get("where"):
+            from disparity.formula import parse_filter
+
+            keep_rows = parse_filter(options["where"]).mask(frame)
+            notes.append(f"[data] where = \"{options['where']}\" kept {int(keep_rows.sum()):,} "
+                         f"of {len(frame):,} pupil rows")
+            frame = frame.loc[keep_rows].reset_index(drop=True)
         frame, note = _collapse_pupils(frame, spec)
         notes.append(note)
     if censored_note:

@@ -101,7 +101,7 @@ DEFAULT_PRIORS: Mapping[str, float] = FrozenMap(
 
 _TOP_KEYS = ("name", "description", "data", "model", "fit", "priors", "report", "ladder")
 _DATA_KEYS = ("path", "kind", "by", "unit", "year", "school_type", "collapse_by", "keep",
-              "suppressed", "suppressed_range", "where")
+              "suppressed", "suppressed_range", "where", "table")
 #: What to do with a count suppressed at source (``[data] suppressed``).
 SUPPRESSED_CHOICES: tuple[str, ...] = ("censored", "drop")
 #: Kinds of data a model file may name in ``[data] kind``.
@@ -114,6 +114,7 @@ _DATA_KEY_KINDS: Mapping[str, tuple[str, ...]] = {
     "unit": ("dfe",),
     "school_type": ("dfe",),
     "collapse_by": ("pupils",),
+    "where": ("pupils",),
 }
 _MODEL_KEYS = ("family", "events", "trials", "formula", "groups", "slopes", "reference")
 _FIT_KEYS = (
@@ -138,8 +139,9 @@ class ModelSpec:
         Model name (the model file's stem).
     source : Path or None
         The TOML file it came from.
-    data_path : Path or None
-        Cells, pupils or DfE file, resolved relative to the model file.
+    data_path : Path, str or None
+        Cells, pupils or DfE file (or folder or glob of Parquet files), resolved relative to
+        the model file; or a database URL (``duckdb://PATH``, any Ibis URL) as a string.
     data_options : mapping
         The other ``[data]`` keys: ``kind`` (``"dfe"``, ``"pupils"`` or ``"cells"``; absent:
         told from the file's columns), ``by``, ``unit``, ``school_type`` (DfE files),
@@ -196,7 +198,7 @@ class ModelSpec:
 
     name: str = "model"
     source: Path | None = None
-    data_path: Path | None = None
+    data_path: Path | str | None = None
     data_options: Mapping[str, Any] = field(default_factory=lambda: FrozenMap({}))
     family: str = "binomial"
     events: str = vocabulary.events_column(vocabulary.PERM_EXCL)
@@ -243,7 +245,7 @@ class ModelSpec:
         )
         if self.source is not None:
             object.__setattr__(self, "source", Path(self.source))
-        if self.data_path is not None:
+        if self.data_path is not None and "://" not in str(self.data_path):
             object.__setattr__(self, "data_path", Path(self.data_path))
 
     def replace(self, **changes: Any) -> ModelSpec:
@@ -589,6 +591,11 @@ def spec_from_dict(
         p = data["path"]
         if not isinstance(p, str) or not p:
             problems.append(f"[data] path must be a string (a file path), not {p!r}")
+        elif "://" in p:  # a database URL (duckdb://PATH, postgres://...): kept as written
+            scheme, rest = p.split("://", 1)
+            if scheme == "duckdb" and rest and not Path(rest).is_absolute() and base_dir:
+                rest = os.path.normpath(Path(base_dir) / rest)
+            kw["data_path"] = f"{scheme}://{rest}"
         else:
             dp = Path(p)
             if not dp.is_absolute() and base_dir is not None:
@@ -873,6 +880,13 @@ def _data_options(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
                 f"0 <= low <= high, such as [1, 2] (DfE's 'x'), not {v!r}")
         else:
             options["suppressed_range"] = (int(v[0]), int(v[1]))
+    if "table" in data:
+        v = data["table"]
+        if not isinstance(v, str) or not v.strip():
+            problems.append(f"[data] table must be the name of a database table, such as "
+                            f"\"pupils\", not {v!r}")
+        else:
+            options["table"] = v.strip()
     if "where" in data:
         v = data["where"]
         from disparity.formula import parse_filter
