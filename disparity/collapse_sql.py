@@ -118,7 +118,9 @@ def _levels_of(by: Sequence[str], levels: Mapping[str, Sequence[Any]] | None) ->
 
 def _keep_problem(col: str, absent: list, present: list) -> str:
     shown = ", ".join(map(repr, present[:20])) + (", ..." if len(present) > 20 else "")
-    return f"level(s) {absent!r} of {col!r} are not in the data; levels are {shown}"
+    what = ", ".join(map(repr, absent))
+    return (f"{what} {'is' if len(absent) == 1 else 'are'} not in the data's {col!r} column; "
+            f"its values are {shown}: correct the year or the levels to keep")
 
 
 # --------------------------------------------------------------------------- pandas path
@@ -143,7 +145,7 @@ def _collapse_frame(
                 problems.append(_keep_problem(col, absent, present))
             mask &= text.isin([str(v) for v in wanted])
         if problems:
-            raise SpecError("keep does not match the data: " + "; ".join(problems))
+            raise SpecError("no rows to model: " + "; ".join(problems))
         frame = frame.loc[mask.to_numpy()].reset_index(drop=True)
     out, problems = pupils_problems(
         frame, kinds, key=key, required=by, levels=levels, unit_nesting=unit_nesting,
@@ -196,7 +198,7 @@ def _keep_in_engine(source, keep: Mapping[str, Sequence[Any]]):
             present = text.distinct().order_by("v").limit(21).to_pyarrow().column("v")
             problems.append(_keep_problem(col, absent, [str(v) for v in present.to_pylist()]))
     if problems:
-        raise SpecError("keep does not match the data: " + "; ".join(problems))
+        raise SpecError("no rows to model: " + "; ".join(problems))
     pred, numbered = _kept(keep), source.numbered
 
     def kept_numbered():

@@ -381,6 +381,9 @@ def _as_counts(
     series = frame[column]
     n_before = len(problems)
     shown_values = series.to_numpy()
+    if pd.api.types.is_bool_dtype(series) and binary:
+        series = series.astype("int64")
+        shown_values = series.to_numpy()
     if pd.api.types.is_bool_dtype(series):
         problems.append(
             f"column {column!r} holds True/False values, not counts. A count column holds "

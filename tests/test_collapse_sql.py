@@ -259,7 +259,7 @@ def test_keep_filters_in_the_engine_and_counts_rows_read(tmp_path):
         result = collapse_source(path, ["sen"], keep={"year": ["2017/18"]}, engine=engine)
         assert (result.n_rows, result.n_rows_read) == (2, 3)
         assert result.cells["n_perm_excl"].tolist() == [1]
-        with pytest.raises(SpecError, match=r"\['2018/19'\] of 'year' are not in the data"):
+        with pytest.raises(SpecError, match=r"'2018/19' is not in the data's 'year' column"):
             collapse_source(path, ["sen"], keep={"year": ["2018/19"]}, engine=engine)
 
 

@@ -212,8 +212,8 @@ def test_pupils_problems_are_spec_errors(tmp_path, pupils_file):
     path, _ = pupils_file
     spec = load_spec(_model_file(tmp_path, f'path = "{path.as_posix()}"\nyear = "2019/20"',
                                  PUPILS_MODEL))
-    with pytest.raises(SpecError, match=r"'2019/20' is not in the pupils table; its years are "
-                                        r"'2016/17', '2017/18'"):
+    with pytest.raises(SpecError, match=r"'2019/20' is not in the data's 'year' column; its "
+                                        r"values are '2016/17', '2017/18'"):
         load_model_data(spec)
     spec = load_spec(_model_file(tmp_path, f'path = "{path.as_posix()}"',
                                  PUPILS_MODEL.replace("n_any_susp", "n_exclusions")))
