@@ -15,7 +15,8 @@ The generative story, in order:
    the rest primary (reception to year 6). With ``n_trusts > 0`` about 35 % of primary and
    75 % of secondary schools join a multi-academy **trust** (``T0001`` ...); trusts draw most
    of their schools from a home LA and some from anywhere, so trusts span LAs. Other schools
-   have trust ``"none"``.
+   are standalone: their ``trust`` is missing (not a level: standalone schools do not form one
+   big trust) and they get no trust effect; ``truth["trusts"]`` lists each trust's schools.
 3. **Pupils** get a school (multinomial over school sizes), a national-curriculum year for
    the school's phase, a sex, an ethnicity from their LA's composition, then FSM
    (logistic in school and pupil deprivation and ethnicity), SEN (multinomial logistic in sex
@@ -59,7 +60,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -405,6 +406,81 @@ class Simulation:
 
 
 # --------------------------------------------------------------------------- simulation
+#: FSM log-odds shifts by ethnicity (composition only, not part of any outcome model).
+_FSM_ETHNICITY_SHIFTS: Mapping[str, float] = MappingProxyType(
+    {"Traveller of Irish heritage": 1.6, "Gypsy/Roma": 1.4, "White and Black Caribbean": 0.8,
+     "Black Caribbean": 0.6, "Black African": 0.4, "Bangladeshi": 0.5, "Pakistani": 0.3,
+     "Any other ethnic group": 0.4, "Indian": -0.9, "Chinese": -0.7,
+     "Any other White background": -0.3}
+)
+
+
+class _Places(NamedTuple):
+    """LAs and the schools nested in them (schools sorted by LA)."""
+
+    la_weight: np.ndarray
+    la_shares: np.ndarray
+    school_la: np.ndarray
+    secondary: np.ndarray
+    size: np.ndarray
+    school_dep: np.ndarray
+
+
+def _draw_places(rng: np.random.Generator, n_las: int, n_schools: int,
+                 ethnicity_concentration: float, secondary_share: float = 0.17) -> _Places:
+    """LAs (size, deprivation, ethnic composition) and schools nested in them."""
+    shares = np.array([ETHNICITY_SHARES[e] for e in ETHNICITY_LEVELS])
+    la_weight = rng.lognormal(0.0, 0.5, n_las)
+    la_dep = rng.normal(0.0, 0.35, n_las)
+    if math.isinf(ethnicity_concentration):
+        la_shares = np.tile(shares, (n_las, 1))
+    else:
+        la_shares = rng.dirichlet(ethnicity_concentration * shares, size=n_las)
+        la_shares /= la_shares.sum(axis=1, keepdims=True)
+    n_first = min(n_las, n_schools)
+    school_la = np.r_[
+        np.arange(n_first), rng.choice(n_las, n_schools - n_first, p=la_weight / la_weight.sum())
+    ]
+    school_la.sort()
+    secondary = rng.random(n_schools) < secondary_share
+    size = np.where(secondary, 3.4 * rng.lognormal(0.0, 0.35, n_schools),
+                    rng.lognormal(0.0, 0.45, n_schools))
+    school_dep = la_dep[school_la] + rng.normal(0.0, 0.5, n_schools)
+    return _Places(la_weight, la_shares, school_la, secondary, size, school_dep)
+
+
+def _draw_characteristics(rng: np.random.Generator, school: np.ndarray, la: np.ndarray,
+                          school_dep: np.ndarray, la_shares: np.ndarray,
+                          fsm_eth: np.ndarray) -> dict[str, np.ndarray]:
+    """Sex, ethnicity, FSM, SEN and CIN codes of pupils sorted by school (schools by LA)."""
+    n = school.size
+    sex = (rng.random(n) < 0.51).astype(np.int8)  # 1 = male
+    # ethnicity from the LA's composition
+    eth = np.empty(n, dtype=np.int8)
+    bounds = np.searchsorted(la, np.arange(la_shares.shape[0] + 1))
+    for j in range(la_shares.shape[0]):
+        lo, hi = bounds[j], bounds[j + 1]
+        if hi > lo:
+            eth[lo:hi] = rng.choice(la_shares.shape[1], hi - lo, p=la_shares[j])
+    # FSM: school and pupil deprivation, ethnicity
+    x = rng.standard_normal(n)
+    x += school_dep[school]
+    x *= 1.1
+    x += -2.25 + fsm_eth[eth]
+    fsm = (rng.random(n) < _expit(x)).astype(np.int8)
+    # SEN: multinomial logistic in sex and FSM (none / support / ehcp)
+    l_sup = np.exp(-2.45 + 0.55 * sex + 0.75 * fsm)
+    l_ehc = np.exp(-4.05 + 0.9 * sex + 0.6 * fsm)
+    denom = 1.0 + l_sup + l_ehc
+    u = rng.random(n) * denom
+    sen = ((u > 1.0).astype(np.int8) + (u > 1.0 + l_sup)).astype(np.int8)
+    del l_sup, l_ehc, denom, u
+    # CIN: FSM and SEN
+    x = -4.15 + 1.5 * fsm + 0.9 * (sen > 0)
+    cin = (rng.random(n) < _expit(x)).astype(np.int8)
+    return {"eth": eth, "sen": sen, "fsm": fsm, "cin": cin, "sex": sex}
+
+
 def _expit(x: np.ndarray) -> np.ndarray:
     out = np.negative(x)
     np.exp(out, out=out)
@@ -419,6 +495,9 @@ def _lookup(levels: tuple[str, ...], effects: Mapping[str, float]) -> np.ndarray
 
 def _codes_labels(prefix: str, n: int, width: int) -> list[str]:
     return [f"{prefix}{i:0{width}d}" for i in range(1, n + 1)]
+
+
+_FSM_ETHNICITY = _lookup(ETHNICITY_LEVELS, _FSM_ETHNICITY_SHIFTS)
 
 
 def simulate_pupils(
@@ -501,27 +580,9 @@ def simulate_pupils(
 
     rng = np.random.default_rng(seed)
     n_eth = len(ETHNICITY_LEVELS)
-    shares = np.array([ETHNICITY_SHARES[e] for e in ETHNICITY_LEVELS])
-
-    # ---- local authorities
-    la_weight = rng.lognormal(0.0, 0.5, n_las)
-    la_dep = rng.normal(0.0, 0.35, n_las)
-    if math.isinf(truth.ethnicity_concentration):
-        la_shares = np.tile(shares, (n_las, 1))
-    else:
-        la_shares = rng.dirichlet(truth.ethnicity_concentration * shares, size=n_las)
-        la_shares /= la_shares.sum(axis=1, keepdims=True)
-
-    # ---- schools, nested in LAs and sorted by LA
-    n_first = min(n_las, n_schools)
-    school_la = np.r_[
-        np.arange(n_first), rng.choice(n_las, n_schools - n_first, p=la_weight / la_weight.sum())
-    ]
-    school_la.sort()
-    secondary = rng.random(n_schools) < 0.17
-    size = np.where(secondary, 3.4 * rng.lognormal(0.0, 0.35, n_schools),
-                    rng.lognormal(0.0, 0.45, n_schools))
-    school_dep = la_dep[school_la] + rng.normal(0.0, 0.5, n_schools)
+    places = _draw_places(rng, n_las, n_schools, truth.ethnicity_concentration)
+    la_weight, la_shares, school_la = places.la_weight, places.la_shares, places.school_la
+    secondary, size, school_dep = places.secondary, places.size, places.school_dep
 
     # ---- trusts: a home LA each; members mostly from it, some from anywhere
     school_trust = np.full(n_schools, -1, dtype=np.int64)
@@ -555,14 +616,7 @@ def simulate_pupils(
             e["la_ethnicity"] = v
         effects[o] = e
 
-    # FSM log-odds shifts by ethnicity (composition only, not part of any outcome model)
-    fsm_eth = _lookup(
-        ETHNICITY_LEVELS,
-        {"Traveller of Irish heritage": 1.6, "Gypsy/Roma": 1.4, "White and Black Caribbean": 0.8,
-         "Black Caribbean": 0.6, "Black African": 0.4, "Bangladeshi": 0.5, "Pakistani": 0.3,
-         "Any other ethnic group": 0.4, "Indian": -0.9, "Chinese": -0.7,
-         "Any other White background": -0.3},
-    )
+    fsm_eth = _FSM_ETHNICITY
     coef_arrays = {
         o: {var: _lookup(levels, truth.effects[o].get(var, {}))
             for var, levels in ((ETHNICITY, ETHNICITY_LEVELS), (SEN, SEN_LEVELS),
@@ -595,11 +649,9 @@ def simulate_pupils(
         SCHOOL: pd.Categorical.from_codes(parts["school"],
                                           categories=_codes_labels("S", n_schools, 5)),
     }
-    if n_trusts:
-        tcode = school_trust[parts["school"]]
-        tcode = np.where(tcode < 0, n_trusts, tcode)
+    if n_trusts:  # standalone schools (code -1) have a missing trust
         data[TRUST] = pd.Categorical.from_codes(
-            tcode, categories=[*_codes_labels("T", n_trusts, 4), "none"]
+            school_trust[parts["school"]], categories=_codes_labels("T", n_trusts, 4)
         )
     data[ETHNICITY] = pd.Categorical.from_codes(parts["eth"], categories=list(ETHNICITY_LEVELS))
     data[SEN] = pd.Categorical.from_codes(parts["sen"], categories=list(SEN_LEVELS))
@@ -613,7 +665,7 @@ def simulate_pupils(
     pupils = pd.DataFrame(data, copy=False)
 
     truth_dict = _truth_dict(
-        truth, effects, years, n_las, n_schools, n_trusts, seed,
+        truth, effects, years, n_las, n_schools, school_trust if n_trusts else None, seed,
         dict(n_pupils=int(n_pupils), n_schools=int(n_schools), n_las=int(n_las),
              n_years=int(n_years), n_trusts=int(n_trusts), seed=int(seed),
              la_varying_ethnicity_sd=float(la_varying_ethnicity_sd),
@@ -634,36 +686,10 @@ def _draw_year(rng, t, n_pupils, size, secondary, school_la, school_dep, school_
     nc = np.where(sec, _PRIMARY_YEARS + rng.integers(0, _SECONDARY_YEARS, n),
                   rng.integers(0, _PRIMARY_YEARS, n)).astype(np.int8)
     del sec
-    sex = (rng.random(n) < 0.51).astype(np.int8)  # 1 = male
-
-    # ethnicity from the LA's composition (pupils are sorted by school, schools by LA)
     la = school_la[school]
-    eth = np.empty(n, dtype=np.int8)
-    bounds = np.searchsorted(la, np.arange(la_shares.shape[0] + 1))
-    for j in range(la_shares.shape[0]):
-        lo, hi = bounds[j], bounds[j + 1]
-        if hi > lo:
-            eth[lo:hi] = rng.choice(la_shares.shape[1], hi - lo, p=la_shares[j])
-
-    # FSM: school and pupil deprivation, ethnicity
-    x = rng.standard_normal(n)
-    x += school_dep[school]
-    x *= 1.1
-    x += -2.25 + fsm_eth[eth]
-    fsm = (rng.random(n) < _expit(x)).astype(np.int8)
-    # SEN: multinomial logistic in sex and FSM (none / support / ehcp)
-    l_sup = np.exp(-2.45 + 0.55 * sex + 0.75 * fsm)
-    l_ehc = np.exp(-4.05 + 0.9 * sex + 0.6 * fsm)
-    denom = 1.0 + l_sup + l_ehc
-    u = rng.random(n) * denom
-    sen = ((u > 1.0).astype(np.int8) + (u > 1.0 + l_sup)).astype(np.int8)
-    del l_sup, l_ehc, denom, u
-    # CIN: FSM and SEN
-    x = -4.15 + 1.5 * fsm + 0.9 * (sen > 0)
-    cin = (rng.random(n) < _expit(x)).astype(np.int8)
-
-    out = {"year": np.full(n, t, dtype=np.int8), "school": school, "eth": eth, "sen": sen,
-           "fsm": fsm, "cin": cin, "sex": sex, "nc": nc}
+    pupil = _draw_characteristics(rng, school, la, school_dep, la_shares, fsm_eth)
+    eth, sen, fsm, cin, sex = (pupil[k] for k in ("eth", "sen", "fsm", "cin", "sex"))
+    out = {"year": np.full(n, t, dtype=np.int8), "school": school, **pupil, "nc": nc}
     trust = school_trust[school] if (school_trust >= 0).any() else None
     eta_susp = None
     for o in _OUTCOMES_BINARY:
@@ -706,10 +732,11 @@ def _effects_json(values: np.ndarray, labels: list[str]) -> dict[str, float]:
     return {lab: float(v) for lab, v in zip(labels, values)}
 
 
-def _truth_dict(truth, effects, years, n_las, n_schools, n_trusts, seed, arguments,
+def _truth_dict(truth, effects, years, n_las, n_schools, school_trust, seed, arguments,
                 la_varying_ethnicity_sd) -> dict:
     la_labels = _codes_labels("LA", n_las, 3)
     school_labels = _codes_labels("S", n_schools, 5)
+    n_trusts = int(arguments["n_trusts"])
     trust_labels = _codes_labels("T", n_trusts, 4)
     reference = {k: REFERENCE[k] for k in (ETHNICITY, SEN, FSM, CIN, SEX)}
     reference[YEAR] = years[0]
@@ -743,6 +770,21 @@ def _truth_dict(truth, effects, years, n_las, n_schools, n_trusts, seed, argumen
         "years": years,
         "ethnicity_shares_national": dict(ETHNICITY_SHARES),
     }
+    if school_trust is not None:
+        members: dict[str, list[str]] = {t: [] for t in trust_labels}
+        for s, t in enumerate(school_trust):
+            if t >= 0:
+                members[trust_labels[t]].append(school_labels[s])
+        out["trusts"] = {
+            "description": (
+                "Schools in each multi-academy trust. Every other school is standalone: its "
+                "trust is missing (NaN in the pupils' categorical trust column, an empty "
+                "field in CSV) and it gets no trust effect; the trust term applies to trust "
+                "schools only."
+            ),
+            "members": members,
+            "standalone": [school_labels[s] for s in np.flatnonzero(school_trust < 0)],
+        }
     for o in _OUTCOMES_BINARY:
         coefs = {"Intercept": float(truth.intercept[o])}
         for var in (ETHNICITY, SEN, FSM, CIN, SEX):

@@ -65,18 +65,41 @@ def test_canonical_columns_levels_and_dtypes(sim200k):
     assert p["la"].cat.categories[0] == "LA001" and p["school"].cat.categories[0] == "S00001"
     assert p["perm_excl"].dtype == np.int8 and p["any_susp"].dtype == np.int8
     assert set(np.unique(p["perm_excl"])) <= {0, 1}
-    assert p.notna().all().all()
+    assert p.drop(columns="trust").notna().all().all()
 
 
 def test_schools_nest_in_las_and_trusts_span_las(sim200k):
     p = sim200k.pupils
     assert (p.groupby("school", observed=True)["la"].nunique() == 1).all()
-    in_trust = p[p["trust"] != "none"]
+    in_trust = p[p["trust"].notna()]
     las_per_trust = in_trust.groupby("trust", observed=True)["la"].nunique()
     assert (las_per_trust > 1).any()
-    assert (p["trust"] == "none").any()  # some schools are in no trust
     # a school is in at most one trust
-    assert (p.groupby("school", observed=True)["trust"].nunique() == 1).all()
+    assert (in_trust.groupby("school", observed=True)["trust"].nunique() == 1).all()
+
+
+def test_standalone_schools_have_no_trust_and_the_truth_lists_members(sim200k):
+    # Standalone schools must not form one big trust: their trust is missing, not a level.
+    p = sim200k.pupils
+    assert list(p["trust"].cat.categories) == [f"T{i:04d}" for i in range(1, 31)]
+    standalone = p.loc[p["trust"].isna(), "school"].astype(str).unique()
+    assert 0 < len(standalone) < p["school"].nunique()
+    trusts = sim200k.truth["trusts"]
+    assert sorted(trusts["standalone"]) == sorted(standalone)
+    # membership in the truth is exactly the pupils' school -> trust map
+    seen = (p.dropna(subset=["trust"]).groupby("school", observed=True)["trust"].first()
+            .astype(str))
+    from_truth = {s: t for t, schools in trusts["members"].items() for s in schools}
+    assert from_truth == seen.to_dict()
+    # secondary schools join trusts more often than primaries (75 % against 35 %)
+    secondary = p.groupby("school", observed=True)["nc_year"].first().astype(str).isin(
+        ["7", "8", "9", "10", "11"])
+    in_trust = pd.Series({s: s in from_truth for s in secondary.index.astype(str)})
+    assert in_trust[secondary.to_numpy()].mean() > in_trust[~secondary.to_numpy()].mean() + 0.2
+
+
+def test_default_output_has_no_trust_truth():
+    assert "trusts" not in simulate_pupils(1_000, n_schools=5, n_las=2, seed=3).truth
 
 
 def test_n_susp_consistent_with_any_susp(sim200k):
@@ -179,8 +202,8 @@ def _truth_eta(p: pd.DataFrame, entry: dict) -> np.ndarray:
         if col in p.columns:
             lookup = {lv: coefs.get(f"{col}[T.{lv}]", 0.0) for lv in p[col].cat.categories}
             eta += p[col].map(lookup).astype(float).to_numpy()
-    for term, effects in entry["effects"].items():
-        eta += p[term].map({**effects, "none": 0.0}).astype(float).to_numpy()
+    for term, effects in entry["effects"].items():  # standalone schools: no trust effect
+        eta += p[term].map(effects).astype(float).fillna(0.0).to_numpy()
     if "la_varying" in entry:
         dev = entry["la_varying"]["ethnicity"]["effects"]
         table = np.array([[dev[la].get(e, 0.0) for e in p["ethnicity"].cat.categories]
@@ -273,3 +296,31 @@ def test_quasi_poisson_glm_on_cells_recovers_count_truth(cells_no_groups):
         offset=np.log(cells["n_pupils"].to_numpy()),
     ).fit(scale="X2")  # overdispersed: Pearson-scaled (quasi-Poisson) standard errors
     _wald_check(fit.params, fit.cov_params(), truth["n_susp"]["coefficients"])
+
+
+# --------------------------------------------------------------------------- compatibility
+def test_shipped_national_file_is_reproduced():
+    # The shipped pupils file (and the reports built on it) must come out of the simulator
+    # unchanged: the script's call gives the same pupils and truth as the files.
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location(
+        "make_synthetic_data", root / "examples" / "make_synthetic_data.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    sim = simulate_pupils(300_000, n_schools=1_000, n_las=60, seed=script.SEED,
+                          truth=script.synthetic_truth())
+    shipped = pd.read_parquet(root / "data" / "synthetic" / "pupils_national.parquet")
+    assert list(sim.pupils.columns) == list(shipped.columns)
+    for col in shipped.columns:  # column by column: frame comparison of categoricals is slow
+        a, b = sim.pupils[col], shipped[col]
+        assert a.dtype.name == b.dtype.name, col
+        if isinstance(b.dtype, pd.CategoricalDtype):
+            assert list(a.cat.categories) == list(b.cat.categories), col
+            a, b = a.cat.codes, b.cat.codes
+        assert np.array_equal(a.to_numpy(), b.to_numpy()), col
+    truth = json.loads((root / "data" / "synthetic" / "truth_national.json").read_text())
+    truth.pop("note")
+    assert truth == json.loads(json.dumps(sim.truth))
