@@ -69,6 +69,7 @@ from . import config
 from .errors import DisparityError
 from .vocabulary import (
     ANY_SUSP,
+    CHARACTERISTICS,
     CIN,
     CIN_LEVELS,
     ETHNICITY,
@@ -97,6 +98,7 @@ __all__ = [
     "NC_YEAR_LEVELS",
     "NC_YEAR_EFFECTS",
     "Truth",
+    "LaterOutcomes",
     "Simulation",
     "simulate_pupils",
     "year_label",
@@ -342,6 +344,221 @@ class Truth:
         )
 
 
+# --------------------------------------------------------------------------- later outcomes
+#: Outcomes after exclusion, drawn for pupils in year 11 with ``later_outcomes``.
+GOOD_GCSE = "good_gcse"
+NEET_16_17 = "neet_16_17"
+#: A pupil's exclusion history in the year (permanent exclusion overrides suspension).
+EXCLUSION_HISTORY = "exclusion_history"
+EXCLUSION_HISTORY_LEVELS: tuple[str, ...] = ("none", "suspended", "permanent")
+#: Placed in alternative provision (AP, a PRU or other AP) during the year.
+ALT_PROVISION = "alt_provision"
+ALT_PROVISION_LEVELS: tuple[str, ...] = ("no", "yes")
+_LATER_LEVELS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {**LEVELS, EXCLUSION_HISTORY: EXCLUSION_HISTORY_LEVELS, ALT_PROVISION: ALT_PROVISION_LEVELS}
+)
+_LATER_REFERENCE: Mapping[str, str] = MappingProxyType(
+    {**REFERENCE, EXCLUSION_HISTORY: "none", ALT_PROVISION: "no"}
+)
+
+_GCSE_EFFECTS = {
+    ETHNICITY: {
+        "Irish": 0.2, "Traveller of Irish heritage": -1.6, "Gypsy/Roma": -1.5,
+        "White and Black Caribbean": -0.3, "White and Black African": 0.1,
+        "White and Asian": 0.3, "Any other Mixed background": 0.1, "Indian": 0.7,
+        "Bangladeshi": 0.3, "Any other Asian background": 0.5, "Black Caribbean": -0.3,
+        "Black African": 0.2, "Any other Black background": -0.1, "Chinese": 1.2,
+        "Any other ethnic group": 0.1, "Unclassified": -0.3,
+    },
+    SEN: {"support": -1.5, "ehcp": -2.6},
+    FSM: {"yes": -0.9},
+    CIN: {"yes": -1.1},
+    SEX: {"male": -0.3},
+    EXCLUSION_HISTORY: {"suspended": -1.0, "permanent": -1.8},
+    ALT_PROVISION: {"yes": -1.6},
+}
+_NEET_EFFECTS = {
+    ETHNICITY: {
+        "Traveller of Irish heritage": 1.0, "Gypsy/Roma": 1.0, "White and Black Caribbean": 0.2,
+        "Indian": -0.8, "Pakistani": -0.3, "Bangladeshi": -0.5,
+        "Any other Asian background": -0.6, "Black African": -0.4, "Chinese": -0.9,
+        "Any other White background": -0.3,
+    },
+    SEN: {"support": 0.6, "ehcp": 0.9},
+    FSM: {"yes": 0.7},
+    CIN: {"yes": 0.9},
+    SEX: {"male": 0.15},
+    EXCLUSION_HISTORY: {"suspended": 0.6, "permanent": 1.0},
+    ALT_PROVISION: {"yes": 1.1},
+}
+
+
+@dataclass(frozen=True)
+class LaterOutcomes:
+    """How the outcomes after exclusion are drawn (``simulate_pupils(later_outcomes=...)``).
+
+    For every pupil, ``exclusion_history`` is ``"permanent"`` if permanently excluded in the
+    year, else ``"suspended"`` if suspended at least once, else ``"none"``; and
+    ``alt_provision`` is ``"yes"`` with probability ``ap_after_permanent`` for a permanently
+    excluded pupil, else with probability ``expit(ap_intercept + ap_effects . x)`` (``x``:
+    suspended, any SEN, FSM, CIN indicators). For pupils in year 11, ``good_gcse`` (a good
+    pass in English and maths) and ``neet_16_17`` (not in education, employment or training
+    at 16-17) are Bernoulli with logit
+    ``intercept + characteristics + exclusion_history + alt_provision + u_la + u_school``,
+    ``u ~ N(0, sd)`` drawn separately for each outcome. Other pupils' later outcomes are
+    missing.
+
+    In these data the effects are causal by construction. In real data the same model
+    estimates associations only: pupils who are excluded or placed in AP differ in ways no
+    recorded characteristic captures, and the Timpson Review (2019) found no evidence that
+    exclusion causes later harms such as crime.
+
+    Attributes
+    ----------
+    intercept : mapping
+        ``{"good_gcse": ..., "neet_16_17": ...}`` log-odds of the reference pupil.
+    effects : mapping
+        ``{outcome: {variable: {level: log-odds ratio}}}``; variables are the pupil
+        characteristics, ``exclusion_history`` and ``alt_provision``.
+    sd_la, sd_school : float
+    ap_after_permanent : float
+    ap_intercept : float
+    ap_effects : mapping
+        ``{"suspended": ..., "sen": ..., "fsm": ..., "cin": ...}`` log-odds shifts of AP
+        placement for pupils not permanently excluded.
+
+    Examples
+    --------
+    >>> LaterOutcomes().effects["good_gcse"]["exclusion_history"]["permanent"]
+    -1.8
+    """
+
+    intercept: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType({GOOD_GCSE: 1.2, NEET_16_17: -3.3}))
+    effects: Mapping[str, Mapping[str, Mapping[str, float]]] = field(
+        default_factory=lambda: MappingProxyType(
+            {GOOD_GCSE: _frozen(_GCSE_EFFECTS), NEET_16_17: _frozen(_NEET_EFFECTS)}))
+    sd_la: float = 0.15
+    sd_school: float = 0.35
+    ap_after_permanent: float = 0.9
+    ap_intercept: float = -6.0
+    ap_effects: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType(
+            {"suspended": 2.0, SEN: 0.7, FSM: 0.5, CIN: 0.6}))
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("sd_la", "sd_school"):
+            v = getattr(self, name)
+            if not (v >= 0 and math.isfinite(v)):
+                problems.append(f"{name} must be a finite number >= 0, got {v!r}")
+        if not 0 <= self.ap_after_permanent <= 1:
+            problems.append(f"ap_after_permanent must lie in [0, 1], got "
+                            f"{self.ap_after_permanent!r}")
+        for o in (GOOD_GCSE, NEET_16_17):
+            if o not in self.intercept or o not in self.effects:
+                problems.append(f"intercept and effects need an entry for {o!r}")
+                continue
+            for var, levels in self.effects[o].items():
+                if var not in _LATER_LEVELS:
+                    problems.append(f"effects[{o!r}] names variable {var!r}; valid: "
+                                    f"{', '.join(_LATER_LEVELS)}")
+                    continue
+                bad = [lv for lv in levels if lv not in _LATER_LEVELS[var]]
+                if bad or levels.get(_LATER_REFERENCE[var], 0.0) != 0.0:
+                    problems.append(f"effects[{o!r}][{var!r}]: levels must be among "
+                                    f"{', '.join(_LATER_LEVELS[var])}, the reference "
+                                    f"{_LATER_REFERENCE[var]!r} with effect 0")
+        unknown = [k for k in self.ap_effects if k not in ("suspended", SEN, FSM, CIN)]
+        if unknown:
+            problems.append(f"ap_effects names {unknown}; valid: suspended, sen, fsm, cin")
+        if problems:
+            raise DisparityError("invalid LaterOutcomes: " + "; ".join(problems))
+
+
+def _later_outcomes(later: LaterOutcomes, seed: int, parts: Mapping[str, np.ndarray],
+                    school_la: np.ndarray, n_las: int, n_schools: int,
+                    ) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+    """Exclusion history, AP placement and year-11 outcomes, from a stream of their own.
+
+    The draws use ``SeedSequence(seed, spawn_key=(1,))``, so the other columns are the same
+    as without ``later_outcomes``.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+    effects = {o: {LA: rng.normal(0.0, later.sd_la, n_las),
+                   SCHOOL: rng.normal(0.0, later.sd_school, n_schools)}
+               for o in (GOOD_GCSE, NEET_16_17)}
+    perm = parts[PERM_EXCL].astype(bool)
+    history = np.where(perm, 2, parts[ANY_SUSP].astype(np.int8)).astype(np.int8)
+    x = {"suspended": history == 1, SEN: parts["sen"] > 0, FSM: parts["fsm"] == 1,
+         CIN: parts["cin"] == 1}
+    eta = np.full(perm.size, later.ap_intercept)
+    for k, b in later.ap_effects.items():
+        eta += b * x[k]
+    u = rng.random(perm.size)
+    ap = np.where(perm, u < later.ap_after_permanent, u < _expit(eta)).astype(np.int8)
+    codes = {ETHNICITY: parts["eth"], SEN: parts["sen"], FSM: parts["fsm"], CIN: parts["cin"],
+             SEX: parts["sex"], EXCLUSION_HISTORY: history, ALT_PROVISION: ap}
+    year11 = parts["nc"] == NC_YEAR_LEVELS.index("11")
+    school = parts["school"]
+    columns: dict[str, Any] = {
+        EXCLUSION_HISTORY: pd.Categorical.from_codes(history,
+                                                     categories=list(EXCLUSION_HISTORY_LEVELS)),
+        ALT_PROVISION: pd.Categorical.from_codes(ap, categories=list(ALT_PROVISION_LEVELS)),
+    }
+    for o in (GOOD_GCSE, NEET_16_17):
+        eta = np.full(int(year11.sum()), float(later.intercept[o]))
+        for var, c in codes.items():
+            eta += _lookup(_LATER_LEVELS[var], later.effects[o].get(var, {}))[c[year11]]
+        eta += effects[o][LA][school_la[school[year11]]] + effects[o][SCHOOL][school[year11]]
+        drawn = (rng.random(eta.size) < _expit(eta)).astype(np.int8)
+        values = pd.array(np.zeros(perm.size, dtype=np.int8), dtype="Int8")
+        values[year11] = drawn
+        values[~year11] = pd.NA
+        columns[o] = values
+    return columns, effects
+
+
+def _later_truth(later: LaterOutcomes, effects: Mapping[str, Mapping[str, np.ndarray]],
+                 n_las: int, n_schools: int) -> dict[str, Any]:
+    la_labels = _codes_labels("LA", n_las, 3)
+    school_labels = _codes_labels("S", n_schools, 5)
+    terms = [ETHNICITY, SEN, FSM, CIN, SEX, EXCLUSION_HISTORY, ALT_PROVISION]
+    out: dict[str, Any] = {}
+    for o in (GOOD_GCSE, NEET_16_17):
+        e = effects[o]
+        out[o] = {
+            "family": "binomial",
+            "link": "logit",
+            "population": "pupils in nc_year 11 (missing for every other pupil)",
+            "formula": f"{o} ~ " + " + ".join(terms + ["(1 | la)", "(1 | school)"]),
+            "coefficients": _patsy_coefficients(later.intercept[o], later.effects[o],
+                                                _LATER_LEVELS, _LATER_REFERENCE),
+            "group_sd": {LA: float(later.sd_la), SCHOOL: float(later.sd_school)},
+            "realised_sd": {k: float(np.std(e[k], ddof=1)) if e[k].size > 1 else None
+                            for k in (LA, SCHOOL)},
+            "effects": {LA: _effects_json(e[LA], la_labels),
+                        SCHOOL: _effects_json(e[SCHOOL], school_labels)},
+        }
+    out[ALT_PROVISION] = {
+        "model": (
+            "alt_provision = yes with probability ap_after_permanent for a permanently "
+            "excluded pupil, else with probability expit(ap_intercept + ap_effects . x), x = "
+            "indicators of suspended (exclusion_history), any SEN, FSM and CIN"),
+        "ap_after_permanent": float(later.ap_after_permanent),
+        "ap_intercept": float(later.ap_intercept),
+        "ap_effects": {k: float(v) for k, v in later.ap_effects.items()},
+    }
+    out["later_outcomes_note"] = (
+        "good_gcse and neet_16_17 depend on exclusion_history and alt_provision through the "
+        "coefficients above, so in these synthetic data the adjusted gaps are causal by "
+        "construction. In real data a model of the same form estimates associations, not "
+        "effects of exclusion: the Timpson Review (2019) found no evidence that exclusion "
+        "causes crime."
+    )
+    return out
+
+
 # --------------------------------------------------------------------------- result
 @dataclass(frozen=True, eq=False)
 class Simulation:
@@ -511,6 +728,7 @@ def simulate_pupils(
     truth: Truth | None = None,
     la_varying_ethnicity_sd: float = 0.0,
     first_year: int = 2016,
+    later_outcomes: bool | LaterOutcomes = False,
 ) -> Simulation:
     """Simulate a national pupils table with known hierarchical exclusion models.
 
@@ -539,6 +757,12 @@ def simulate_pupils(
         SD of LA-specific deviations of every non-reference ethnicity effect (0: none).
     first_year : int
         Calendar year in which the first academic year starts.
+    later_outcomes : bool or LaterOutcomes
+        Add ``exclusion_history``, ``alt_provision`` and, for pupils in year 11,
+        ``good_gcse`` and ``neet_16_17`` (nullable ``Int8``, missing for other pupils),
+        drawn as :class:`LaterOutcomes` says (``True``: its defaults), with their truth
+        under the same names. They come from a random stream of their own: every other
+        column is the same as without them.
 
     Returns
     -------
@@ -573,6 +797,9 @@ def simulate_pupils(
                          ("n_las", n_las, 1), ("n_years", n_years, 1), ("n_trusts", n_trusts, 0)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
             problems.append(f"{name} must be a whole number >= {low}, got {v!r}")
+    if not isinstance(later_outcomes, (bool, LaterOutcomes)):
+        problems.append(f"later_outcomes must be True, False or a LaterOutcomes, got "
+                        f"{later_outcomes!r}")
     if not (la_varying_ethnicity_sd >= 0 and math.isfinite(la_varying_ethnicity_sd)):
         problems.append(f"la_varying_ethnicity_sd must be >= 0, got {la_varying_ethnicity_sd!r}")
     if problems:
@@ -662,6 +889,10 @@ def simulate_pupils(
     data[PERM_EXCL] = parts[PERM_EXCL]
     data[ANY_SUSP] = parts[ANY_SUSP]
     data[N_SUSP] = parts[N_SUSP]
+    later = LaterOutcomes() if later_outcomes is True else later_outcomes or None
+    if later is not None:
+        more, later_effects = _later_outcomes(later, seed, parts, school_la, n_las, n_schools)
+        data.update(more)
     pupils = pd.DataFrame(data, copy=False)
 
     truth_dict = _truth_dict(
@@ -672,6 +903,10 @@ def simulate_pupils(
              first_year=int(first_year)),
         la_varying_ethnicity_sd,
     )
+    if later is not None:
+        truth_dict["arguments"]["later_outcomes"] = True
+        truth_dict["reference"].update({EXCLUSION_HISTORY: "none", ALT_PROVISION: "no"})
+        truth_dict.update(_later_truth(later, later_effects, n_las, n_schools))
     return Simulation(pupils=pupils, truth=truth_dict)
 
 
@@ -726,6 +961,19 @@ def _draw_year(rng, t, n_pupils, size, secondary, school_la, school_dep, school_
     n_susp[hit] += extra.astype(np.int32)
     out[N_SUSP] = n_susp
     return out
+
+
+def _patsy_coefficients(intercept: float, effects: Mapping[str, Mapping[str, float]],
+                        levels: Mapping[str, tuple[str, ...]],
+                        reference: Mapping[str, str]) -> dict[str, float]:
+    """``{"Intercept": ..., "var[T.level]": ...}`` for the pupil characteristics, then any
+    other variable of ``effects`` (in its order), every non-reference level named."""
+    coefs = {"Intercept": float(intercept)}
+    for var in (ETHNICITY, SEN, FSM, CIN, SEX, *(v for v in effects if v not in CHARACTERISTICS)):
+        for lv in levels[var]:
+            if lv != reference[var]:
+                coefs[f"{var}[T.{lv}]"] = float(effects.get(var, {}).get(lv, 0.0))
+    return coefs
 
 
 def _effects_json(values: np.ndarray, labels: list[str]) -> dict[str, float]:
@@ -786,11 +1034,7 @@ def _truth_dict(truth, effects, years, n_las, n_schools, school_trust, seed, arg
             "standalone": [school_labels[s] for s in np.flatnonzero(school_trust < 0)],
         }
     for o in _OUTCOMES_BINARY:
-        coefs = {"Intercept": float(truth.intercept[o])}
-        for var in (ETHNICITY, SEN, FSM, CIN, SEX):
-            for lv in LEVELS[var]:
-                if lv != REFERENCE[var]:
-                    coefs[f"{var}[T.{lv}]"] = float(truth.effects[o].get(var, {}).get(lv, 0.0))
+        coefs = _patsy_coefficients(truth.intercept[o], truth.effects[o], LEVELS, REFERENCE)
         if truth.nc_year:
             for lv in NC_YEAR_LEVELS[1:]:
                 coefs[f"{NC_YEAR}[T.{lv}]"] = float(truth.nc_year[o].get(lv, 0.0))

@@ -22,7 +22,13 @@ from scipy import stats
 from disparity import vocabulary as v
 from disparity.cells import collapse
 from disparity.errors import DisparityError
-from disparity.simulate import ETHNICITY_SHARES, NC_YEAR_LEVELS, Truth, simulate_pupils
+from disparity.simulate import (
+    ETHNICITY_SHARES,
+    NC_YEAR_LEVELS,
+    LaterOutcomes,
+    Truth,
+    simulate_pupils,
+)
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +204,8 @@ def _truth_eta(p: pd.DataFrame, entry: dict) -> np.ndarray:
     """Linear predictor rebuilt from the truth's patsy names and realised effects."""
     coefs = entry["coefficients"]
     eta = np.full(len(p), coefs["Intercept"])
-    for col in ("ethnicity", "sen", "fsm", "cin", "sex", "nc_year", "year"):
+    for col in ("ethnicity", "sen", "fsm", "cin", "sex", "nc_year", "year",
+                "exclusion_history", "alt_provision"):
         if col in p.columns:
             lookup = {lv: coefs.get(f"{col}[T.{lv}]", 0.0) for lv in p[col].cat.categories}
             eta += p[col].map(lookup).astype(float).to_numpy()
@@ -299,6 +306,19 @@ def test_quasi_poisson_glm_on_cells_recovers_count_truth(cells_no_groups):
 
 
 # --------------------------------------------------------------------------- compatibility
+def _assert_same_frame(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Same columns, dtypes, categories and values (column by column: pandas' frame
+    comparison of large categoricals takes minutes)."""
+    assert list(a.columns) == list(b.columns)
+    for col in b.columns:
+        x, y = a[col], b[col]
+        assert x.dtype.name == y.dtype.name, col
+        if isinstance(y.dtype, pd.CategoricalDtype):
+            assert list(x.cat.categories) == list(y.cat.categories), col
+            x, y = x.cat.codes, y.cat.codes
+        assert np.array_equal(x.to_numpy(), y.to_numpy()), col
+
+
 def test_shipped_national_file_is_reproduced():
     # The shipped pupils file (and the reports built on it) must come out of the simulator
     # unchanged: the script's call gives the same pupils and truth as the files.
@@ -313,14 +333,105 @@ def test_shipped_national_file_is_reproduced():
     sim = simulate_pupils(300_000, n_schools=1_000, n_las=60, seed=script.SEED,
                           truth=script.synthetic_truth())
     shipped = pd.read_parquet(root / "data" / "synthetic" / "pupils_national.parquet")
-    assert list(sim.pupils.columns) == list(shipped.columns)
-    for col in shipped.columns:  # column by column: frame comparison of categoricals is slow
-        a, b = sim.pupils[col], shipped[col]
-        assert a.dtype.name == b.dtype.name, col
-        if isinstance(b.dtype, pd.CategoricalDtype):
-            assert list(a.cat.categories) == list(b.cat.categories), col
-            a, b = a.cat.codes, b.cat.codes
-        assert np.array_equal(a.to_numpy(), b.to_numpy()), col
+    _assert_same_frame(sim.pupils, shipped)
     truth = json.loads((root / "data" / "synthetic" / "truth_national.json").read_text())
     truth.pop("note")
     assert truth == json.loads(json.dumps(sim.truth))
+
+
+# --------------------------------------------------------------------------- later outcomes
+def test_later_outcomes_leave_every_other_column_unchanged():
+    args = dict(n_schools=60, n_las=6, n_years=2, n_trusts=5, seed=5)
+    plain = simulate_pupils(30_000, **args)
+    more = simulate_pupils(30_000, **args, later_outcomes=True)
+    _assert_same_frame(more.pupils[plain.pupils.columns], plain.pupils)
+    extra = [c for c in more.pupils.columns if c not in plain.pupils.columns]
+    assert extra == ["exclusion_history", "alt_provision", "good_gcse", "neet_16_17"]
+    for key, value in plain.truth.items():
+        if key not in ("arguments", "reference"):
+            assert more.truth[key] == value, key
+    assert "good_gcse" not in plain.truth and "later_outcomes" not in plain.truth["arguments"]
+
+
+def test_later_outcomes_layout_and_placement(sim_later):
+    p, truth = sim_later.pupils, sim_later.truth
+    year11 = (p["nc_year"] == "11").to_numpy()
+    for col in ("good_gcse", "neet_16_17"):
+        assert p[col].dtype == "Int8"
+        assert (p[col].isna().to_numpy() == ~year11).all()  # missing outside year 11
+    history = p["exclusion_history"].astype(str)
+    assert ((history == "permanent") == (p["perm_excl"] == 1)).all()
+    assert ((history == "suspended") == ((p["any_susp"] == 1) & (p["perm_excl"] == 0))).all()
+    # AP after a permanent exclusion with probability 0.9: a binomial test
+    ap = p["alt_provision"] == "yes"
+    perm = p["perm_excl"] == 1
+    k, n = int(ap[perm].sum()), int(perm.sum())
+    assert n > 1_000 and stats.binomtest(k, n, 0.9).pvalue > 0.001
+    assert truth["reference"]["exclusion_history"] == "none"
+    assert "associations" in truth["later_outcomes_note"]
+    assert truth["good_gcse"]["coefficients"]["exclusion_history[T.permanent]"] == -1.8
+    json.dumps(truth)
+
+
+@pytest.fixture(scope="module")
+def sim_later():
+    # no group effects, raised exclusion rates: a single-level logistic GLM is the true model
+    truth = dataclasses.replace(
+        Truth(), sd_la=0.0, sd_school=0.0, intercept={"perm_excl": -5.0, "any_susp": -3.0})
+    later = LaterOutcomes(sd_la=0.0, sd_school=0.0)
+    return simulate_pupils(600_000, n_schools=300, n_las=15, seed=31, truth=truth,
+                           later_outcomes=later)
+
+
+@pytest.mark.parametrize("outcome", ["good_gcse", "neet_16_17"])
+def test_glm_on_year11_cells_recovers_later_truth(sim_later, outcome):
+    # statsmodels' binomial GLM (independent estimator) on year-11 cells: every coefficient
+    # of the truth within 3.5 SE, joint Wald test not rejected at 0.001.
+    import patsy
+    import statsmodels.api as sm
+
+    p = sim_later.pupils
+    y11 = p[p["nc_year"] == "11"].copy()
+    y11[outcome] = y11[outcome].astype("int8")
+    by = ["ethnicity", "sen", "fsm", "cin", "sex", "exclusion_history", "alt_provision"]
+    cells = collapse(y11, by, [outcome])
+    formula = " + ".join(by)
+    X = patsy.dmatrix(formula, cells, return_type="dataframe")
+    events = cells[f"n_{outcome}"].to_numpy()
+    y = np.column_stack([events, cells["n_pupils"].to_numpy() - events])
+    fit = sm.GLM(y, X, family=sm.families.Binomial()).fit()
+    coefs = sim_later.truth[outcome]["coefficients"]
+    assert set(X.columns) == set(coefs)
+    _wald_check(fit.params, fit.cov_params(), coefs)
+
+
+def test_later_outcomes_follow_truth_per_school():
+    # with school and LA effects: Pearson X2 of observed against truth-expected year-11
+    # good GCSEs per school ~ chi2(n_schools); dropping the school effects fails it.
+    sim = simulate_pupils(300_000, n_schools=200, n_las=10, seed=12,
+                          later_outcomes=LaterOutcomes(sd_school=0.6))
+    p = sim.pupils[sim.pupils["nc_year"] == "11"]
+    observed_y = p["good_gcse"].astype(float).to_numpy()
+    school = p["school"].cat.codes.to_numpy()
+
+    def x2(entry):
+        prob = 1 / (1 + np.exp(-_truth_eta(p, entry)))
+        o = np.bincount(school, weights=observed_y)
+        e = np.bincount(school, weights=prob)
+        v = np.bincount(school, weights=prob * (1 - prob))
+        keep = e > 0
+        return float(np.sum((o - e)[keep] ** 2 / v[keep])), int(keep.sum())
+
+    stat, df = x2(sim.truth["good_gcse"])
+    assert stats.chi2.sf(stat, df) > 0.001
+    entry = dict(sim.truth["good_gcse"])
+    entry["effects"] = {"la": entry["effects"]["la"]}
+    stat, df = x2(entry)
+    assert stats.chi2.sf(stat, df) < 1e-6
+
+
+def test_later_outcomes_bad_arguments():
+    with pytest.raises(DisparityError, match="ap_after_permanent"):
+        LaterOutcomes(ap_after_permanent=1.5)
+    with pytest.raises(DisparityError, match="later_outcomes"):
+        simulate_pupils(100, n_schools=2, n_las=1, later_outcomes="yes")
