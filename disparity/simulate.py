@@ -60,7 +60,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -99,7 +99,9 @@ __all__ = [
     "NC_YEAR_EFFECTS",
     "Truth",
     "LaterOutcomes",
+    "OffRollingTruth",
     "Simulation",
+    "simulate_off_rolling",
     "simulate_pupils",
     "year_label",
 ]
@@ -1095,3 +1097,311 @@ def _truth_dict(truth, effects, years, n_las, n_schools, school_trust, seed, arg
     if "la_varying" in susp:
         out[N_SUSP]["la_varying"] = susp["la_varying"]
     return out
+
+
+# --------------------------------------------------------------------------- off-rolling
+#: Where a Year 10 pupil on roll at the January census was a year later.
+DESTINATION = "destination"
+DESTINATION_LEVELS: tuple[str, ...] = (
+    "on_roll", "other_la", "other_mainstream", "ap_pru", "home_education", "unknown")
+#: Destinations of an explained loss (a family move or a move to another mainstream school).
+EXPLAINED_DESTINATIONS: tuple[str, ...] = ("other_la", "other_mainstream")
+#: Destinations of an unexplained loss: alternative provision or a PRU without a permanent
+#: exclusion, elective home education, or not known (Ofsted's concern about off-rolling).
+UNEXPLAINED_DESTINATIONS: tuple[str, ...] = ("ap_pru", "home_education", "unknown")
+ROLL_LOSS = "roll_loss"
+UNEXPLAINED_LOSS = "unexplained_loss"
+
+_OFF_ROLL_EFFECTS = {
+    ETHNICITY: {
+        "Traveller of Irish heritage": 1.3, "Gypsy/Roma": 1.3, "White and Black Caribbean": 0.3,
+        "Black Caribbean": 0.3, "Indian": -0.5, "Pakistani": -0.2, "Bangladeshi": -0.3,
+        "Chinese": -0.5, "Any other Asian background": -0.3, "Unclassified": 0.3,
+    },
+    SEN: {"support": 0.8, "ehcp": 0.5},
+    FSM: {"yes": 0.6},
+    CIN: {"yes": 1.0},
+    SEX: {"male": 0.2},
+}
+
+
+@dataclass(frozen=True)
+class OffRollingTruth:
+    """Generating parameters of :func:`simulate_off_rolling`.
+
+    Attributes
+    ----------
+    intercept : float
+        Log-odds of an unexplained loss for the reference pupil in an average school.
+    effects : mapping
+        ``{variable: {level: log-odds ratio}}`` of an unexplained loss.
+    sd_la, sd_school : float
+        SDs of the LA and school-in-LA effects on the log-odds of an unexplained loss.
+    explained_intercept : float
+        Log-odds of an explained loss (moving LA or to another mainstream school) among
+        pupils without an unexplained loss; ``explained_effects`` shifts it, and LAs differ
+        by ``sd_la_explained``.
+    explained_effects : mapping
+    sd_la_explained : float
+    destination_weights : mapping
+        Relative weights of the destinations within an unexplained and an explained loss.
+    home_education_shift, ap_shift_sen : float
+        Log-weight shifts: elective home education for Gypsy/Roma and Traveller of Irish
+        heritage pupils, AP or a PRU for pupils with any SEN.
+    ethnicity_concentration : float
+        As in :class:`Truth`.
+
+    Examples
+    --------
+    >>> OffRollingTruth().effects["cin"]["yes"]
+    1.0
+    """
+
+    intercept: float = -4.9
+    effects: Mapping[str, Mapping[str, float]] = field(
+        default_factory=lambda: _frozen(_OFF_ROLL_EFFECTS))
+    sd_la: float = 0.2
+    sd_school: float = 0.3
+    explained_intercept: float = -3.8
+    explained_effects: Mapping[str, Mapping[str, float]] = field(
+        default_factory=lambda: _frozen({FSM: {"yes": 0.4}, CIN: {"yes": 0.5}}))
+    sd_la_explained: float = 0.2
+    destination_weights: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType(
+            {"ap_pru": 0.35, "home_education": 0.40, "unknown": 0.25,
+             "other_la": 0.45, "other_mainstream": 0.55}))
+    home_education_shift: float = 1.0
+    ap_shift_sen: float = 0.5
+    ethnicity_concentration: float = 40.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("sd_la", "sd_school", "sd_la_explained"):
+            v = getattr(self, name)
+            if not (v >= 0 and math.isfinite(v)):
+                problems.append(f"{name} must be a finite number >= 0, got {v!r}")
+        for table in (self.effects, self.explained_effects):
+            for var, levels in table.items():
+                if var not in CHARACTERISTICS or var == "ethnicity_major":
+                    problems.append(f"effects name variable {var!r}; valid: "
+                                    f"{', '.join(c for c in CHARACTERISTICS)}")
+                    continue
+                bad = [lv for lv in levels if lv not in LEVELS[var]]
+                if bad or levels.get(REFERENCE[var], 0.0) != 0.0:
+                    problems.append(f"effects[{var!r}]: levels must be among "
+                                    f"{', '.join(LEVELS[var])}, the reference "
+                                    f"{REFERENCE[var]!r} with effect 0")
+        needed = set(UNEXPLAINED_DESTINATIONS) | set(EXPLAINED_DESTINATIONS)
+        w = self.destination_weights
+        if set(w) != needed or not all(v > 0 for v in w.values()):
+            problems.append(f"destination_weights needs a positive weight for each of "
+                            f"{sorted(needed)}, got {dict(w)!r}")
+        if problems:
+            raise DisparityError("invalid OffRollingTruth: " + "; ".join(problems))
+
+
+def simulate_off_rolling(
+    n_pupils: int = 70_000,
+    n_schools: int = 400,
+    n_las: int = 40,
+    *,
+    n_planted: int = 20,
+    planted_effect: float | Sequence[float] = 1.5,
+    seed: int = config.SEED,
+    truth: OffRollingTruth | None = None,
+    year: int = 2016,
+) -> Simulation:
+    """Simulate a Year 10 to Year 11 cohort in secondary schools, some planted with off-rolling.
+
+    Each pupil is on roll in Year 10 at the January census of ``year`` (academic year
+    ``year_label(year)``) and a year later is either still on roll or gone. An
+    **unexplained loss** (``unexplained_loss = 1``) is Bernoulli with logit
+
+    ``intercept + ethnicity + sen + fsm + cin + sex + u_la + u_school + planted_school``
+
+    (``u_la ~ N(0, sd_la)``, ``u_school ~ N(0, sd_school)``, ``planted_school`` the excess
+    log-odds of the planted schools, 0 elsewhere), and its destination is alternative
+    provision or a PRU, elective home education, or unknown. A pupil without one may leave
+    for an **explained** reason (another LA, another mainstream school; LA effects only).
+    ``roll_loss`` is any loss. So a binomial model of ``unexplained_loss`` with the pupils'
+    characteristics and school-in-LA effects is the true model, and the planted schools are
+    the ones it should flag.
+
+    Parameters
+    ----------
+    n_pupils : int
+        Pupils on roll in Year 10.
+    n_schools, n_las : int
+        Secondary schools, nested in LAs.
+    n_planted : int
+        Schools with excess unexplained loss, drawn at random.
+    planted_effect : float or sequence of float
+        Their excess log-odds (one for all, or one each).
+    seed : int
+    truth : OffRollingTruth, optional
+    year : int
+        Calendar year of the Year 10 census.
+
+    Returns
+    -------
+    Simulation
+        ``pupils``: ``pupil_id``, ``year``, ``la``, ``school``, the characteristics,
+        ``nc_year`` (``"10"``), ``destination`` (:data:`DESTINATION_LEVELS`), ``roll_loss``
+        and ``unexplained_loss`` (int8). ``truth``: the coefficients of
+        ``unexplained_loss`` (patsy names), group SDs, realised LA and school effects, the
+        planted schools (``truth["unexplained_loss"]["planted"]``: ``{school: excess}``
+        and ``planted_units``: ``{"LA/school": excess}``, as a ``la/school`` group term
+        labels them) and the destination model.
+
+    References
+    ----------
+    Ofsted (2019). *Off-rolling: exploring the issue*; Ofsted found about 300 schools
+    with unusually large losses of pupils between Year 10 and Year 11.
+
+    Examples
+    --------
+    >>> sim = simulate_off_rolling(5_000, n_schools=30, n_las=3, n_planted=2, seed=1)
+    >>> sorted(sim.pupils["destination"].cat.categories)[:2]
+    ['ap_pru', 'home_education']
+    >>> len(sim.truth["unexplained_loss"]["planted"])
+    2
+    """
+    truth = OffRollingTruth() if truth is None else truth
+    problems = []
+    for name, v, low in (("n_pupils", n_pupils, 1), ("n_schools", n_schools, 2),
+                         ("n_las", n_las, 1), ("n_planted", n_planted, 0)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
+            problems.append(f"{name} must be a whole number >= {low}, got {v!r}")
+    if not problems and n_planted > n_schools:
+        problems.append(f"n_planted ({n_planted}) exceeds n_schools ({n_schools})")
+    effect = np.atleast_1d(np.asarray(planted_effect, dtype=np.float64))
+    if effect.size == 1:
+        effect = np.full(max(int(n_planted), 0), float(effect[0]))
+    if effect.size != n_planted or not np.all(np.isfinite(effect)):
+        problems.append(f"planted_effect must be one finite number or {n_planted} of them, "
+                        f"got {planted_effect!r}")
+    if problems:
+        raise DisparityError("simulate_off_rolling: " + "; ".join(problems))
+
+    rng = np.random.default_rng(seed)
+    places = _draw_places(rng, n_las, n_schools, truth.ethnicity_concentration,
+                          secondary_share=1.0)
+    u_la = rng.normal(0.0, truth.sd_la, n_las)
+    u_school = rng.normal(0.0, truth.sd_school, n_schools)
+    u_la_explained = rng.normal(0.0, truth.sd_la_explained, n_las)
+    planted = np.sort(rng.choice(n_schools, int(n_planted), replace=False))
+    excess = np.zeros(n_schools)
+    excess[planted] = effect
+
+    counts = rng.multinomial(n_pupils, places.size / places.size.sum())
+    school = np.repeat(np.arange(n_schools, dtype=np.int32), counts)
+    la = places.school_la[school]
+    pupil = _draw_characteristics(rng, school, la, places.school_dep, places.la_shares,
+                                  _FSM_ETHNICITY)
+    codes = {ETHNICITY: pupil["eth"], SEN: pupil["sen"], FSM: pupil["fsm"],
+             CIN: pupil["cin"], SEX: pupil["sex"]}
+
+    def linear(intercept: float, effects: Mapping[str, Mapping[str, float]]) -> np.ndarray:
+        eta = np.full(school.size, float(intercept))
+        for var, c in codes.items():
+            eta += _lookup(LEVELS[var], effects.get(var, {}))[c]
+        return eta
+
+    eta_u = linear(truth.intercept, truth.effects) + u_la[la] + u_school[school] + excess[school]
+    unexplained = rng.random(school.size) < _expit(eta_u)
+    eta_e = linear(truth.explained_intercept, truth.explained_effects) + u_la_explained[la]
+    explained = ~unexplained & (rng.random(school.size) < _expit(eta_e))
+
+    # destination: a multinomial choice within each kind of loss
+    w = truth.destination_weights
+    log_w = np.tile(np.log([w[d] for d in UNEXPLAINED_DESTINATIONS]), (school.size, 1))
+    traveller = np.isin(pupil["eth"], [ETHNICITY_LEVELS.index("Gypsy/Roma"),
+                                       ETHNICITY_LEVELS.index("Traveller of Irish heritage")])
+    log_w[:, 1] += truth.home_education_shift * traveller
+    log_w[:, 0] += truth.ap_shift_sen * (pupil["sen"] > 0)
+    prob = np.exp(log_w - log_w.max(axis=1, keepdims=True))
+    prob /= prob.sum(axis=1, keepdims=True)
+    u = rng.random(school.size)
+    which_u = (u[:, None] > np.cumsum(prob, axis=1)[:, :-1]).sum(axis=1)
+    share_la = w["other_la"] / (w["other_la"] + w["other_mainstream"])
+    which_e = (rng.random(school.size) >= share_la).astype(np.int64)
+    destination = np.zeros(school.size, dtype=np.int8)  # on_roll
+    destination[explained] = 1 + which_e[explained]
+    destination[unexplained] = 3 + which_u[unexplained]
+
+    label = year_label(year)
+    la_labels = _codes_labels("LA", n_las, 3)
+    school_labels = _codes_labels("S", n_schools, 5)
+    data: dict[str, Any] = {
+        PUPIL_ID: np.arange(1, school.size + 1, dtype=np.int64),
+        YEAR: pd.Categorical.from_codes(np.zeros(school.size, dtype=np.int8),
+                                        categories=[label]),
+        LA: pd.Categorical.from_codes(la, categories=la_labels),
+        SCHOOL: pd.Categorical.from_codes(school, categories=school_labels),
+        ETHNICITY: pd.Categorical.from_codes(pupil["eth"], categories=list(ETHNICITY_LEVELS)),
+        SEN: pd.Categorical.from_codes(pupil["sen"], categories=list(SEN_LEVELS)),
+        FSM: pd.Categorical.from_codes(pupil["fsm"], categories=list(FSM_LEVELS)),
+        CIN: pd.Categorical.from_codes(pupil["cin"], categories=list(CIN_LEVELS)),
+        SEX: pd.Categorical.from_codes(pupil["sex"], categories=list(SEX_LEVELS)),
+        NC_YEAR: pd.Categorical.from_codes(
+            np.full(school.size, NC_YEAR_LEVELS.index("10"), dtype=np.int8),
+            categories=list(NC_YEAR_LEVELS)),
+        DESTINATION: pd.Categorical.from_codes(destination, categories=list(DESTINATION_LEVELS)),
+        ROLL_LOSS: (destination > 0).astype(np.int8),
+        UNEXPLAINED_LOSS: unexplained.astype(np.int8),
+    }
+    pupils = pd.DataFrame(data, copy=False)
+
+    terms = [ETHNICITY, SEN, FSM, CIN, SEX]
+    unit = {s: f"{la_labels[places.school_la[s]]}/{school_labels[s]}" for s in planted}
+    truth_dict: dict[str, Any] = {
+        "description": (
+            "Synthetic Year 10 to Year 11 cohort from disparity.simulate.simulate_off_rolling: "
+            "unexplained_loss (left for AP or a PRU, elective home education or an unknown "
+            "destination) is binomial in the pupils' characteristics with LA and school-in-LA "
+            "effects; planted schools have excess log-odds of unexplained loss."
+        ),
+        "seed": int(seed),
+        "arguments": dict(n_pupils=int(n_pupils), n_schools=int(n_schools), n_las=int(n_las),
+                          n_planted=int(n_planted), planted_effect=effect.tolist(),
+                          seed=int(seed), year=int(year)),
+        "reference": {k: REFERENCE[k] for k in terms},
+        "years": [label],
+        UNEXPLAINED_LOSS: {
+            "family": "binomial",
+            "link": "logit",
+            "formula": (f"{UNEXPLAINED_LOSS} ~ " + " + ".join(terms)
+                        + " + (1 | la) + (1 | la:school) + planted excess"),
+            "coefficients": _patsy_coefficients(truth.intercept, truth.effects, LEVELS,
+                                                REFERENCE),
+            "group_sd": {LA: float(truth.sd_la), SCHOOL: float(truth.sd_school)},
+            "realised_sd": {LA: float(np.std(u_la, ddof=1)) if n_las > 1 else None,
+                            SCHOOL: float(np.std(u_school, ddof=1))},
+            "effects": {LA: _effects_json(u_la, la_labels),
+                        SCHOOL: _effects_json(u_school, school_labels)},
+            "planted": {school_labels[s]: float(excess[s]) for s in planted},
+            "planted_units": {unit[s]: float(excess[s]) for s in planted},
+            "note": (
+                "A school's total effect on the log-odds is effects.school + planted (0 for "
+                "schools not planted); realised_sd is of effects.school alone."
+            ),
+        },
+        "explained_loss": {
+            "model": (
+                "among pupils without an unexplained loss, explained loss ~ Bernoulli(expit("
+                "explained_intercept + explained effects + LA effect)); destination other_la "
+                "or other_mainstream in the ratio of their weights"),
+            "coefficients": _patsy_coefficients(truth.explained_intercept,
+                                                truth.explained_effects, LEVELS, REFERENCE),
+            "sd_la": float(truth.sd_la_explained),
+        },
+        "destinations": {
+            "levels": list(DESTINATION_LEVELS),
+            "unexplained": list(UNEXPLAINED_DESTINATIONS),
+            "explained": list(EXPLAINED_DESTINATIONS),
+            "weights": {k: float(v) for k, v in truth.destination_weights.items()},
+            "home_education_shift_gypsy_roma_traveller": float(truth.home_education_shift),
+            "ap_shift_any_sen": float(truth.ap_shift_sen),
+        },
+    }
+    return Simulation(pupils=pupils, truth=truth_dict)

@@ -25,8 +25,11 @@ from disparity.errors import DisparityError
 from disparity.simulate import (
     ETHNICITY_SHARES,
     NC_YEAR_LEVELS,
+    UNEXPLAINED_DESTINATIONS,
     LaterOutcomes,
+    OffRollingTruth,
     Truth,
+    simulate_off_rolling,
     simulate_pupils,
 )
 
@@ -435,3 +438,98 @@ def test_later_outcomes_bad_arguments():
         LaterOutcomes(ap_after_permanent=1.5)
     with pytest.raises(DisparityError, match="later_outcomes"):
         simulate_pupils(100, n_schools=2, n_las=1, later_outcomes="yes")
+
+
+# --------------------------------------------------------------------------- off-rolling
+@pytest.fixture(scope="module")
+def cohort():
+    return simulate_off_rolling(70_000, n_schools=300, n_las=30, n_planted=15,
+                                planted_effect=2.0, seed=17)
+
+
+def test_off_rolling_layout_and_flags(cohort):
+    p, truth = cohort.pupils, cohort.truth
+    assert list(p.columns) == [
+        "pupil_id", "year", "la", "school", "ethnicity", "sen", "fsm", "cin", "sex",
+        "nc_year", "destination", "roll_loss", "unexplained_loss",
+    ]
+    assert (p["nc_year"] == "10").all() and p["year"].astype(str).unique().tolist() == ["2016/17"]
+    assert (p.groupby("school", observed=True)["la"].nunique() == 1).all()
+    dest = p["destination"].astype(str)
+    assert ((p["roll_loss"] == 1) == (dest != "on_roll")).all()
+    assert ((p["unexplained_loss"] == 1) == dest.isin(UNEXPLAINED_DESTINATIONS)).all()
+    # about 1.2 % unexplained and 3.4 % any loss (Ofsted: about 4 % of a cohort left
+    # between Year 10 and Year 11, about half of them not to another state school)
+    assert 0.008 < p["unexplained_loss"].mean() < 0.018
+    assert 0.025 < p["roll_loss"].mean() < 0.045
+    planted = truth["unexplained_loss"]["planted"]
+    assert len(planted) == 15 and set(planted.values()) == {2.0}
+    la_of = p.groupby("school", observed=True)["la"].first().astype(str)
+    assert truth["unexplained_loss"]["planted_units"] == {
+        f"{la_of[s]}/{s}": v for s, v in planted.items()}
+    again = simulate_off_rolling(70_000, n_schools=300, n_las=30, n_planted=15,
+                                 planted_effect=2.0, seed=17)
+    _assert_same_frame(again.pupils, p)
+    assert json.dumps(again.truth) == json.dumps(truth)
+
+
+def test_off_rolling_losses_follow_truth_per_school(cohort):
+    # Pearson X2 of unexplained losses per school against the truth (coefficients, realised
+    # LA and school effects and the planted excess) ~ chi2(schools); leaving the planted
+    # excess out of the expectation fails it.
+    p, entry = cohort.pupils, cohort.truth["unexplained_loss"]
+    school = p["school"].cat.codes.to_numpy()
+    observed = np.bincount(school, weights=p["unexplained_loss"].to_numpy())
+    base = _truth_eta(p, entry)
+    for planted, ok in ((entry["planted"], True), ({}, False)):
+        eta = base + p["school"].map(planted).astype(float).fillna(0.0).to_numpy()
+        prob = 1 / (1 + np.exp(-eta))
+        e = np.bincount(school, weights=prob)
+        v = np.bincount(school, weights=prob * (1 - prob))
+        x2 = float(np.sum((observed - e) ** 2 / v))
+        assert bool(stats.chi2.sf(x2, len(e)) > 0.001) == ok
+
+
+def test_glm_recovers_off_rolling_coefficients():
+    # no group effects, nothing planted: a single-level binomial GLM (statsmodels) is the
+    # true model of unexplained loss
+    truth = OffRollingTruth(sd_la=0.0, sd_school=0.0, intercept=-3.5)
+    sim = simulate_off_rolling(400_000, n_schools=200, n_las=20, n_planted=0, seed=23,
+                               truth=truth)
+    import patsy
+    import statsmodels.api as sm
+
+    cells = collapse(sim.pupils, ["ethnicity", "sen", "fsm", "cin", "sex"],
+                     ["unexplained_loss"])
+    X = patsy.dmatrix("ethnicity + sen + fsm + cin + sex", cells, return_type="dataframe")
+    events = cells["n_unexplained_loss"].to_numpy()
+    y = np.column_stack([events, cells["n_pupils"].to_numpy() - events])
+    fit = sm.GLM(y, X, family=sm.families.Binomial()).fit()
+    coefs = sim.truth["unexplained_loss"]["coefficients"]
+    assert set(X.columns) == set(coefs)
+    _wald_check(fit.params, fit.cov_params(), coefs)
+
+
+def test_off_rolling_destinations_follow_their_weights(cohort):
+    # within unexplained losses of pupils with no SEN and not Gypsy/Roma or Traveller, the
+    # destinations are multinomial with the weights 0.35 / 0.40 / 0.25
+    p = cohort.pupils
+    plain = (p["unexplained_loss"] == 1) & (p["sen"] == "none") & ~p["ethnicity"].isin(
+        ["Gypsy/Roma", "Traveller of Irish heritage"])
+    counts = p.loc[plain, "destination"].astype(str).value_counts()
+    observed = np.array([counts.get(d, 0) for d in UNEXPLAINED_DESTINATIONS])
+    expected = observed.sum() * np.array([0.35, 0.40, 0.25])
+    assert stats.chisquare(observed, expected).pvalue > 0.001
+    # any SEN shifts towards AP or a PRU
+    sen = (p["unexplained_loss"] == 1) & (p["sen"] != "none")
+    share_ap = lambda m: (p.loc[m, "destination"] == "ap_pru").mean()  # noqa: E731
+    assert share_ap(sen) > share_ap(plain)
+
+
+def test_off_rolling_bad_arguments():
+    with pytest.raises(DisparityError, match="n_planted"):
+        simulate_off_rolling(1_000, n_schools=5, n_las=2, n_planted=6)
+    with pytest.raises(DisparityError, match="planted_effect"):
+        simulate_off_rolling(1_000, n_schools=5, n_las=2, n_planted=2, planted_effect=[1, 2, 3])
+    with pytest.raises(DisparityError, match="destination_weights"):
+        OffRollingTruth(destination_weights={"ap_pru": 1.0})
