@@ -8,38 +8,41 @@ beside each observed band what it would hold
 * **if every school had the same risk given its size** (and phase): each school's count is
   binomial (Poisson for counts of repeated events) with its headcount and the rate of its
   school type, and the expected number of schools in a band is the sum over schools of
-  the probability of that band;
+  the probability of that band (for band ``0``, ``sum (1 - p)^n``);
 * **if schools varied only as much as a school SD implies**: the school's log-odds (log
   rate) is its type's intercept plus ``school_sd * z`` with ``z ~ N(0, 1)``, so each band
   probability is a logit-normal (log-normal) mixture, integrated by Gauss-Hermite
   quadrature. The SD is the caller's, or estimated here by maximum likelihood from the same
-  school counts (a random-intercept model with one intercept per school type and one
-  common SD).
+  school counts: a random-intercept model with an intercept and an SD for each school type
+  (:func:`fit_school_sd`).
 
 Suppressed counts are data. DfE writes a school count of 1 or 2 as ``x``; such a school is
 in band ``1-2`` (never dropped, never read as 0), and in the likelihood its count is the
 interval ``{1, 2}``: the probability ``P(Y = 1) + P(Y = 2)``. The events of band ``1-2``
-are therefore a range, ``n_events_min`` to ``n_events_max`` (``n_events`` is missing where
-the range is not a single number).
+are then a range, ``n_events_min`` to ``n_events_max`` (``n_events`` is missing where the
+range is not a single number). With DfE's LA rows in the data, each LA's unrounded total
+narrows the range: the suppressed schools of an LA hold its total less its published
+school counts.
 
 Whether schools vary more than chance would give is tested by the likelihood ratio of the
-random-intercept model against equal risk (``school_sd = 0``). The null value lies on the
-boundary of the parameter space, so the statistic's reference distribution is the 50:50
-mixture of a point mass at 0 and chi-square with 1 df (Self and Liang, 1987). Each set of
-expected bands also gets a goodness-of-fit statistic over the bands (see
-:func:`band_goodness_of_fit`).
+random-intercept model against equal risk (``school_sd = 0`` in every school type). Each
+null value lies on the boundary of the parameter space, so the reference distribution is
+a chi-bar-square mixture (Self and Liang, 1987): with one stratum, half a point mass at 0
+and half chi-square with 1 df. Each set of expected bands also gets a goodness-of-fit
+statistic over the bands (:func:`band_goodness_of_fit`), which asks whether a logit-normal
+spread of that SD reproduces the shape of the distribution, not only its variance.
 
 References
 ----------
-Department for Education (2019). *Timpson Review of School Exclusion*, CP 92: "85% of
-mainstream schools did not permanently exclude a single pupil in 2016/17, while 0.2% of
-schools permanently excluded more than 10".
+Department for Education (2019). *Timpson Review of School Exclusion*, CP 92: 85% of
+mainstream schools permanently excluded no pupil in 2016/17, and 0.2% excluded more than
+10.
 
 Self, S. G. and Liang, K.-Y. (1987). Asymptotic properties of maximum likelihood
 estimators and likelihood ratio tests under nonstandard conditions. *JASA* 82, 605-610.
 
-Liu, Q. and Pierce, D. A. (1994). A note on Gauss-Hermite quadrature. *Biometrika* 81,
-624-629.
+Chernoff, H. and Lehmann, E. L. (1954). The use of maximum likelihood estimates in
+chi-square tests for goodness of fit. *Annals of Mathematical Statistics* 25, 579-586.
 """
 
 from __future__ import annotations

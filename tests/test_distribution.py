@@ -47,9 +47,9 @@ def mainstream(geographic):
 
 
 def test_timpson_figures_for_mainstream_schools_2016_17(mainstream):
-    # Timpson Review (2019): "85% of mainstream schools did not permanently exclude a single
-    # pupil in 2016/17, while 0.2% permanently excluded more than 10". Mainstream means the
-    # state-funded primary and secondary schools of DfE's school rows (special schools out).
+    # Timpson Review (2019): 85% of mainstream schools permanently excluded no pupil in
+    # 2016/17, and 0.2% excluded more than 10. Mainstream means the state-funded primary and
+    # secondary schools of DfE's school rows (special schools out), x counted as 1 or 2.
     t = mainstream.table.set_index("band")
     assert list(t.index) == list(BANDS)
     assert t["n_schools"].sum() == 20_288  # 16,837 primary + 3,451 secondary school rows
