@@ -14,7 +14,9 @@ average, Benjamini-Hochberg at ``--fdr``). Against the planted schools:
 - recall = flagged planted schools / planted schools.
 
 A flagged school that was not planted is a false discovery even if its own (unplanted)
-school effect is high: the flags are judged against the planted truth only.
+school effect is high: the flags are judged against the planted truth only. Fits that
+raise a :class:`~disparity.errors.ConvergenceWarning` are kept and counted
+(``unconverged``).
 
 Run (about 30 s a fit on one core)::
 
@@ -36,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from disparity.design import build_design
-from disparity.errors import DataWarning
+from disparity.errors import ConvergenceWarning, DataWarning
 from disparity.estimands import unit_effects
 from disparity.fitting import fit_model, load_model_data
 from disparity.simulate import simulate_off_rolling
@@ -50,12 +52,14 @@ def replicate(spec, args: argparse.Namespace, effect: float, seed: int) -> dict:
     sim = simulate_off_rolling(args.pupils, n_schools=args.schools, n_las=args.las,
                                n_planted=args.planted, planted_effect=effect, seed=seed)
     start = time.perf_counter()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("ignore", DataWarning)
+        warnings.simplefilter("always", ConvergenceWarning)
         cells = load_model_data(spec, sim.pupils).frame
         design = build_design(spec, cells)
         fit = fit_model(spec, cells, progress=False)
     seconds = time.perf_counter() - start
+    unconverged = any(issubclass(w.category, ConvergenceWarning) for w in caught)
     units = unit_effects(fit, design, "school", fdr=args.fdr)
     units = units[units["estimand"] == "unit_ratio"]
     planted = set(sim.truth["unexplained_loss"]["planted_units"])
@@ -63,7 +67,7 @@ def replicate(spec, args: argparse.Namespace, effect: float, seed: int) -> dict:
     school_sd = fit.group_sd.set_index("term").loc["school", "estimate"]
     return dict(effect=effect, seed=seed, pupils=args.pupils, flagged=len(flagged),
                 true_positives=len(flagged & planted), planted=len(planted),
-                school_sd=float(school_sd), seconds=seconds)
+                school_sd=float(school_sd), unconverged=unconverged, seconds=seconds)
 
 
 def summarise(records: pd.DataFrame) -> pd.DataFrame:
@@ -83,6 +87,7 @@ def summarise(records: pd.DataFrame) -> pd.DataFrame:
             "recall": tp / planted, "recall_min": float(rec.min()),
             "recall_max": float(rec.max()),
             "school_sd_fitted": float(g["school_sd"].mean()),
+            "unconverged": int(g["unconverged"].sum()),
             "seconds_per_fit": float(g["seconds"].median()),
         })
     return pd.DataFrame(rows)
@@ -112,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                 records.append(rec)
                 print(f"pupils {pupils:,} effect {effect:g} seed {seed}: flagged "
                       f"{rec['flagged']}, true {rec['true_positives']} of {rec['planted']} "
-                      f"({rec['seconds']:.0f} s)", file=sys.stderr, flush=True)
+                      f"({rec['seconds']:.0f} s{', not converged' if rec['unconverged'] else ''})",
+                      file=sys.stderr, flush=True)
     table = summarise(pd.DataFrame(records))
     print(f"Off-rolling flags: {args.schools} schools in {args.las} LAs, {args.planted} "
           f"planted, BH FDR {args.fdr}, ml engine, {args.seeds} seeds per row\n")
