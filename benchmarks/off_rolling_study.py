@@ -9,21 +9,26 @@ random intercepts) with the ml engine (:func:`disparity.fitting.fit_model`, desi
 :func:`disparity.estimands.unit_effects` (one-sided test of a school effect above its LA's
 average, Benjamini-Hochberg at ``--fdr``). Against the planted schools:
 
-- precision = flagged planted schools / flagged schools (pooled over replicates, and the
-  share of replicates with at least one flag);
-- recall = flagged planted schools / planted schools.
+- precision = flagged planted schools / flagged schools, pooled over replicates
+  (``precision_min``: the lowest of the replicates that flag any school);
+- recall = flagged planted schools / planted schools, pooled (``recall_min``,
+  ``recall_max``: over replicates).
+
+``unconverged`` counts fits with a :class:`~disparity.errors.ConvergenceWarning` (kept);
+``separated`` counts cohorts in which a level of a formula variable (a rare ethnic group)
+had no loss at all, whose maximum-likelihood coefficient is then infinite.
 
 A flagged school that was not planted is a false discovery even if its own (unplanted)
-school effect is high: the flags are judged against the planted truth only. Fits that
-raise a :class:`~disparity.errors.ConvergenceWarning` are kept and counted
-(``unconverged``).
+school effect is high: the flags are judged against the planted truth only.
 
 Run (about 30 s a fit on one core)::
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/off_rolling_study.py \\
         --effects 1.0 1.5 2.0 2.5 --seeds 5 --pupils 70000
 
-``--pupils 140000`` doubles each school's cohort (two years of Year 10 pupils pooled).
+``--pupils 140000`` doubles each school's cohort (two years of Year 10 pupils pooled);
+``--concentration 40`` gives the LAs the more varied ethnic compositions of
+:class:`disparity.simulate.Truth` (rare groups then often have no loss at all).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from disparity.design import build_design
 from disparity.errors import ConvergenceWarning, DataWarning
 from disparity.estimands import unit_effects
 from disparity.fitting import fit_model, load_model_data
-from disparity.simulate import simulate_off_rolling
+from disparity.simulate import OffRollingTruth, simulate_off_rolling
 from disparity.spec import load_spec
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "synthetic_off_rolling.toml"
@@ -49,8 +54,11 @@ MODEL = Path(__file__).resolve().parents[1] / "models" / "synthetic_off_rolling.
 
 def replicate(spec, args: argparse.Namespace, effect: float, seed: int) -> dict:
     """Simulate, fit and flag once; counts of flags against the planted schools."""
+    truth = OffRollingTruth(ethnicity_concentration=args.concentration)
     sim = simulate_off_rolling(args.pupils, n_schools=args.schools, n_las=args.las,
-                               n_planted=args.planted, planted_effect=effect, seed=seed)
+                               n_planted=args.planted, planted_effect=effect, seed=seed,
+                               truth=truth)
+    separated = _separated_levels(sim.pupils, spec)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("ignore", DataWarning)
@@ -59,7 +67,9 @@ def replicate(spec, args: argparse.Namespace, effect: float, seed: int) -> dict:
         design = build_design(spec, cells)
         fit = fit_model(spec, cells, progress=False)
     seconds = time.perf_counter() - start
-    unconverged = any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    unconverged = [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+    named = sorted({m.split(" would move ")[1].split(" by about ")[0] for m in unconverged
+                    if " would move " in m})
     units = unit_effects(fit, design, "school", fdr=args.fdr)
     units = units[units["estimand"] == "unit_ratio"]
     planted = set(sim.truth["unexplained_loss"]["planted_units"])
@@ -67,7 +77,20 @@ def replicate(spec, args: argparse.Namespace, effect: float, seed: int) -> dict:
     school_sd = fit.group_sd.set_index("term").loc["school", "estimate"]
     return dict(effect=effect, seed=seed, pupils=args.pupils, flagged=len(flagged),
                 true_positives=len(flagged & planted), planted=len(planted),
-                school_sd=float(school_sd), unconverged=unconverged, seconds=seconds)
+                school_sd=float(school_sd), unconverged=bool(unconverged),
+                unconverged_at=";".join(named), separated=";".join(separated),
+                seconds=seconds)
+
+
+def _separated_levels(pupils: pd.DataFrame, spec) -> list[str]:
+    """Levels of the formula's variables whose pupils have no loss (or only losses)."""
+    from disparity.spec import formula_variables
+
+    out = []
+    for var in formula_variables(spec.formula):
+        g = pupils.groupby(var, observed=True)["unexplained_loss"].agg(["sum", "size"])
+        out += [f"{var}={lv}" for lv in g.index[(g["sum"] == 0) | (g["sum"] == g["size"])]]
+    return out
 
 
 def summarise(records: pd.DataFrame) -> pd.DataFrame:
@@ -88,6 +111,7 @@ def summarise(records: pd.DataFrame) -> pd.DataFrame:
             "recall_max": float(rec.max()),
             "school_sd_fitted": float(g["school_sd"].mean()),
             "unconverged": int(g["unconverged"].sum()),
+            "separated": int((g["separated"] != "").sum()),
             "seconds_per_fit": float(g["seconds"].median()),
         })
     return pd.DataFrame(rows)
@@ -102,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schools", type=int, default=400)
     parser.add_argument("--las", type=int, default=40)
     parser.add_argument("--planted", type=int, default=20)
+    parser.add_argument("--concentration", type=float, default=400.0,
+                        help="Dirichlet concentration of LA ethnic compositions")
     parser.add_argument("--fdr", type=float, default=0.05)
     parser.add_argument("--threads", type=int, default=1, help="ml: GPBoost threads")
     args = parser.parse_args(argv)
@@ -115,13 +141,16 @@ def main(argv: list[str] | None = None) -> int:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 rec = replicate(spec, args_p, effect, seed)
                 records.append(rec)
+                note = (f", not converged at {rec['unconverged_at'] or '?'}"
+                        if rec["unconverged"] else "")
+                note += f", no-event levels {rec['separated']}" if rec["separated"] else ""
                 print(f"pupils {pupils:,} effect {effect:g} seed {seed}: flagged "
                       f"{rec['flagged']}, true {rec['true_positives']} of {rec['planted']} "
-                      f"({rec['seconds']:.0f} s{', not converged' if rec['unconverged'] else ''})",
-                      file=sys.stderr, flush=True)
+                      f"({rec['seconds']:.0f} s{note})", file=sys.stderr, flush=True)
     table = summarise(pd.DataFrame(records))
     print(f"Off-rolling flags: {args.schools} schools in {args.las} LAs, {args.planted} "
-          f"planted, BH FDR {args.fdr}, ml engine, {args.seeds} seeds per row\n")
+          f"planted, BH FDR {args.fdr}, ml engine, {args.seeds} seeds per row, ethnicity "
+          f"concentration {args.concentration:g}\n")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     return 0
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -322,23 +323,41 @@ def _assert_same_frame(a: pd.DataFrame, b: pd.DataFrame) -> None:
         assert np.array_equal(x.to_numpy(), y.to_numpy()), col
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _example(name: str):
+    """An examples/ script as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
 def test_shipped_national_file_is_reproduced():
     # The shipped pupils file (and the reports built on it) must come out of the simulator
     # unchanged: the script's call gives the same pupils and truth as the files.
-    import importlib.util
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    spec = importlib.util.spec_from_file_location(
-        "make_synthetic_data", root / "examples" / "make_synthetic_data.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    root = ROOT
+    script = _example("make_synthetic_data")
     sim = simulate_pupils(300_000, n_schools=1_000, n_las=60, seed=script.SEED,
                           truth=script.synthetic_truth())
     shipped = pd.read_parquet(root / "data" / "synthetic" / "pupils_national.parquet")
     _assert_same_frame(sim.pupils, shipped)
     truth = json.loads((root / "data" / "synthetic" / "truth_national.json").read_text())
     truth.pop("note")
+    assert truth == json.loads(json.dumps(sim.truth))
+
+
+@pytest.mark.parametrize("name", ["off_rolling", "trusts", "outcomes"])
+def test_shipped_study_files_are_reproduced(name):
+    script = _example("make_study_data")
+    sim = script.MAKERS[name](script.SEEDS[name])
+    shipped = pd.read_parquet(ROOT / "data" / "synthetic" / f"pupils_{name}.parquet")
+    _assert_same_frame(sim.pupils, shipped)
+    truth = json.loads((ROOT / "data" / "synthetic" / f"truth_{name}.json").read_text())
+    assert "not real" in truth.pop("note")
     assert truth == json.loads(json.dumps(sim.truth))
 
 
