@@ -25,8 +25,8 @@ from ..errors import ValidationError
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["funnel_plot", "forest_plot", "caterpillar_plot", "trend_plot", "save_figure",
-           "figure_bytes"]
+__all__ = ["funnel_plot", "forest_plot", "caterpillar_plot", "trend_plot", "distribution_plot",
+           "save_figure", "figure_bytes"]
 
 #: Style applied while a figure is built and saved (fonts >= 9 pt, deterministic SVG ids).
 STYLE = {
@@ -505,6 +505,84 @@ def trend_plot(
 def _cap_first(text: str) -> str:
     """``text`` with its first letter in capitals and the rest as written ("FSM", "NC year")."""
     return text[:1].upper() + text[1:]
+
+
+# --------------------------------------------------------------------------- distribution
+#: Bars of :func:`distribution_plot`: column of the table, legend label, colour.
+DISTRIBUTION_BARS: tuple[tuple[str, str, str], ...] = (
+    ("n_schools_modelled", "Observed", _POINT),
+    ("expected_same_risk", "Expected: same risk given size", _GREY),
+    ("expected_school_sd", "Expected: school SD", _WARN),
+)
+
+
+def distribution_plot(
+    table: pd.DataFrame,
+    *,
+    title: str,
+    xlabel: str = "Events in the school",
+    ylabel: str = "Schools",
+    log_scale: bool = True,
+) -> "Figure":
+    """Bar chart of schools per band of events: observed beside the two expectations.
+
+    Parameters
+    ----------
+    table : DataFrame
+        ``ExclusionDistribution.table`` (:func:`disparity.distribution.exclusion_distribution`):
+        ``band``, ``n_schools_modelled`` (observed schools that enter the expectations),
+        ``expected_same_risk`` and ``expected_school_sd``; bars are drawn in that order
+        within each band, bands in table order.
+    title, xlabel, ylabel : str
+    log_scale : bool
+        Log-scaled count axis (the band ``0`` usually holds most schools); bars below 0.1
+        school are drawn at 0.1, and the values are written above the bars.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"band": ["0", "1-2", "3-5", "6-10", "more than 10"],
+    ...                   "n_schools_modelled": [850, 100, 35, 12, 3],
+    ...                   "expected_same_risk": [800, 180, 19, 1, 0.01],
+    ...                   "expected_school_sd": [845, 110, 30, 11, 4]})
+    >>> fig = distribution_plot(t, title="Permanent exclusions per school")
+    >>> len(fig.axes[0].patches)
+    15
+    """
+    from matplotlib.figure import Figure
+
+    columns = [c for c, _, _ in DISTRIBUTION_BARS]
+    _require(table, ["band", *columns], "distribution table")
+    bands = table["band"].astype(str).tolist()
+    x = np.arange(len(bands), dtype=float)
+    width = 0.8 / len(DISTRIBUTION_BARS)
+    floor = 0.1
+    with _style():
+        fig = Figure(figsize=(8.0, 4.6), layout="constrained")
+        ax = fig.add_subplot()
+        for k, (col, label, colour) in enumerate(DISTRIBUTION_BARS):
+            values = table[col].to_numpy(dtype=float)
+            shown = np.maximum(values, floor) if log_scale else values
+            at = x + (k - (len(DISTRIBUTION_BARS) - 1) / 2) * width
+            ax.bar(at, shown, width=width * 0.95, color=colour, label=label)
+            for xi, v, h in zip(at, values, shown):
+                text = f"{v:,.0f}" if v >= 10 or float(v).is_integer() else f"{v:.1f}"
+                ax.annotate(text, (xi, h), xytext=(0, 2), textcoords="offset points",
+                            ha="center", va="bottom", fontsize=9, rotation=90)
+        if log_scale:
+            ax.set_yscale("log")
+            top = max(float(np.nanmax(table[columns].to_numpy(dtype=float))), 1.0)
+            ax.set_ylim(floor, top * 30)
+        ax.set_xticks(x, bands)
+        _title(ax, title, fig.get_figwidth())
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel + (" (log scale)" if log_scale else ""))
+        ax.legend(loc="upper right", frameon=False)
+        ax.grid(True, axis="y", color="#eeeeee", lw=0.6)
+    return fig
 
 
 # --------------------------------------------------------------------------- saving
