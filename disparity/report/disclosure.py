@@ -60,7 +60,7 @@ Oxford University Press.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -70,6 +70,9 @@ from disparity.settings import SuppressionRules
 from disparity.vocabulary import YEAR
 
 from .suppress import protect
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..result import Result
 
 __all__ = ["CountRegistry", "Disclosure", "disclose_counts", "OTHER", "SUPPRESSED"]
 
@@ -451,7 +454,7 @@ def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
                         index=frame.index).astype(object)
 
 
-def published_tables(result: Any) -> PublishedTables:
+def published_tables(result: Result) -> PublishedTables:
     """Apply the run's ``[report.suppression]`` rules to everything it publishes.
 
     Parameters
@@ -585,7 +588,7 @@ def published_tables(result: Any) -> PublishedTables:
                            disclosure=d)
 
 
-def _share_publishable(result: Any, d: Disclosure, rules: SuppressionRules) -> bool:
+def _share_publishable(result: Result, d: Disclosure, rules: SuppressionRules) -> bool:
     """Whether the observed share of events on the union of share groups may be published.
 
     Its count of pupils and events is a union across variables, so it is published only if

@@ -44,13 +44,17 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 
 from ..errors import DisparityError, ReadError, WriteError
 from ..vocabulary import PUPIL_ID
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..result import Result
+    from .disclosure import PublishedTables
 
 __all__ = ["publish", "rerender", "verify_run", "claim", "csv_bytes", "json_bytes",
            "table_bytes", "write_file",
@@ -234,7 +238,7 @@ def write_file(path: str | os.PathLike[str], data: bytes) -> Path:
 
 
 # --------------------------------------------------------------------------- the run's files
-def _diagnostics(result: Any, tables: Any) -> dict[str, Any]:
+def _diagnostics(result: Result, tables: PublishedTables) -> dict[str, Any]:
     """``diagnostics.json``: the engine's diagnostics and the facts the report is drawn from
     (no timings: those go in the manifest)."""
     fit = result.fit
@@ -288,7 +292,7 @@ def _hash_or_none(path: Path | None) -> str | None:
     return sha256_file(path) if path is not None and Path(path).is_file() else None
 
 
-def _data_display(result: Any) -> str | None:
+def _data_display(result: Result) -> str | None:
     source = result.data.source
     if source is None:
         return "a data frame passed in memory"
@@ -302,14 +306,14 @@ def _data_display(result: Any) -> str | None:
     return Path(source).name
 
 
-def _data_hash(result: Any) -> str | None:
+def _data_hash(result: Result) -> str | None:
     source = result.data.source
     if source is not None and Path(source).is_file():
         return sha256_file(source)
     return sha256_bytes(csv_bytes(result.data.frame))
 
 
-def _restricted_files(result: Any) -> dict[str, bytes]:
+def _restricted_files(result: Result) -> dict[str, bytes]:
     """Raw counts, the modelled cells and the fit: for quality assurance, not for release."""
     files = {f"{RESTRICTED}/README.txt": _RESTRICTED_README.encode("utf-8"),
              f"{RESTRICTED}/cells_summary.csv": csv_bytes(result.cells_summary),
@@ -332,7 +336,7 @@ def _restricted_files(result: Any) -> dict[str, bytes]:
     return files
 
 
-def published_files(result: Any) -> dict[str, bytes]:
+def published_files(result: Result) -> dict[str, bytes]:
     """The published tables of a result (``estimates.csv``, ``unit_effects.csv``,
     ``cells_summary.csv``) and ``diagnostics.json``, after disclosure control."""
     from .disclosure import published_tables
@@ -346,7 +350,7 @@ def published_files(result: Any) -> dict[str, bytes]:
     }
 
 
-def run_files(result: Any, *, restricted: bool = False) -> dict[str, bytes]:
+def run_files(result: Result, *, restricted: bool = False) -> dict[str, bytes]:
     """Every file of a result's run folder but the manifest, by relative path.
 
     The published ones are disclosure-controlled; the report and figures are drawn from
@@ -378,7 +382,7 @@ def _manifest(files: Mapping[str, bytes], info: Mapping[str, Any]) -> bytes:
     return json_bytes(payload)
 
 
-def _manifest_info(result: Any, files: Mapping[str, bytes]) -> dict[str, Any]:
+def _manifest_info(result: Result, files: Mapping[str, bytes]) -> dict[str, Any]:
     diag = json.loads(files["diagnostics.json"])
     run = diag["run"]
     fit_diag = diag.get("diagnostics", {})
@@ -591,7 +595,7 @@ def write_folder(out_dir: Path, files: Mapping[str, bytes], manifest: bytes) -> 
     return out_dir
 
 
-def publish(result: Any, out_dir: str | os.PathLike[str], *, restricted: bool = False,
+def publish(result: Result, out_dir: str | os.PathLike[str], *, restricted: bool = False,
             force: bool = False) -> Path:
     """Write a result's run folder: disclosure control, the report, an atomic replace.
 
