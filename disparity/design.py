@@ -15,6 +15,8 @@ The builder :func:`build_design` lives here too.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -173,6 +175,34 @@ def _is_categorical(var: str, series: pd.Series, spec: ModelSpec) -> bool:
     return not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
 
 
+def _covariate_patterns(
+    data: pd.DataFrame, variables: list[str], fixed: str
+) -> tuple[np.ndarray | None, pd.DataFrame]:
+    """The distinct rows of the fixed-effect columns and each cell's row among them.
+
+    Returns ``(None, data)`` where the rows cannot be shared: no fixed-effect columns, or a
+    stateful transform (``center``, ``standardize``) whose mean and scale are over cells.
+
+    Examples
+    --------
+    >>> d = pd.DataFrame({"sen": ["a", "b", "a", "a"], "n": [1, 2, 3, 4]})
+    >>> index, patterns = _covariate_patterns(d, ["sen"], "sen")
+    >>> index.tolist(), patterns["sen"].tolist()
+    ([0, 1, 0, 0], ['a', 'b'])
+    >>> _covariate_patterns(d, ["n"], "center(n)")[0] is None
+    True
+    """
+    from disparity.formula import STATEFUL
+
+    if not variables or re.search(r"\b(" + "|".join(STATEFUL) + r")\s*\(", fixed):
+        return None, data
+    index = data.groupby(variables, sort=False, observed=True, dropna=False).ngroup()
+    index = index.to_numpy(dtype=np.int64)
+    first = np.unique(index, return_index=True)[1]
+    patterns = data.iloc[first][variables].reset_index(drop=True)
+    return index, patterns
+
+
 def build_design(spec: ModelSpec, cells: pd.DataFrame) -> Design:
     """Apply a model specification to a cells table.
 
@@ -322,16 +352,20 @@ def build_design(spec: ModelSpec, cells: pd.DataFrame) -> Design:
             + "\n".join(f"  {i}. {p}" for i, p in enumerate(problems, 1))
         )
 
-    # -- fixed effects
+    # -- fixed effects, built once per distinct covariate pattern and gathered to the cells
+    # (a national model has ~10^6 cells but a few hundred patterns); a stateful transform
+    # (center, standardize) needs every row, so it is built on the cells themselves
+    pattern_of, patterns = _covariate_patterns(data, variables, parsed.fixed)
     try:
-        matrix = patsy.dmatrix(model_desc(parsed), data, NA_action="raise",
+        matrix = patsy.dmatrix(model_desc(parsed), patterns, NA_action="raise",
                                return_type="matrix")
     except patsy.PatsyError as exc:
         raise SpecError(f"formula {spec.formula!r} could not be built on the data: {exc}") from None
     design_info = matrix.design_info
-    X = np.asarray(matrix, dtype=np.float64)
+    X_patterns = np.asarray(matrix, dtype=np.float64)
     terms = tuple(design_info.column_names)
-    _check_rank(X, terms, spec.formula)
+    _check_rank(X_patterns, terms, spec.formula)  # same column space as the gathered rows
+    X = X_patterns if pattern_of is None else X_patterns[pattern_of]
 
     # -- random intercepts
     group_terms: list[GroupTerm] = []
