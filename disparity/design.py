@@ -320,8 +320,13 @@ def build_design(spec: ModelSpec, cells: pd.DataFrame) -> Design:
         if var not in parsed.categorical and not _is_categorical(var, original, spec):
             continue
         candidates = _level_order(var, original)
-        text = data[var].astype(str)
-        present = set(text.unique())
+        column = data[var]
+        if isinstance(column.dtype, pd.CategoricalDtype):  # levels from codes, not from rows
+            column = column.cat.rename_categories([str(c) for c in column.cat.categories])
+            present = set(column.cat.remove_unused_categories().cat.categories)
+        else:
+            column = column.astype(str)
+            present = set(column.unique())
         kept = [lv for lv in candidates if lv in present]
         dropped = [lv for lv in candidates if lv not in present]
         if dropped:
@@ -345,7 +350,10 @@ def build_design(spec: ModelSpec, cells: pd.DataFrame) -> Design:
         order = [ref] + [lv for lv in kept if lv != ref]
         levels_of[var] = tuple(order)
         reference_of[var] = ref
-        data[var] = pd.Categorical(text.to_numpy(), categories=order)
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            data[var] = column.cat.set_categories(order)
+        else:
+            data[var] = pd.Categorical(column.to_numpy(), categories=order)
     if problems:
         raise SpecError(
             "model specification does not match the data:\n"

@@ -321,9 +321,19 @@ def _check_columns(
         problems.append(f"column {name!r} is missing (required). {seen}, or {how}.")
 
 
+def _category_rows(series: pd.Series, per_category: np.ndarray) -> np.ndarray:
+    """Each row's entry of ``per_category`` (a flag per category of a categorical series);
+    False where the row is missing. Checks on a category run once, not once per row."""
+    codes = series.cat.codes.to_numpy()
+    return (codes >= 0) & np.asarray(per_category, dtype=bool)[np.maximum(codes, 0)]
+
+
 def _blank(series: pd.Series) -> np.ndarray:
     """Missing values, counting empty and all-space text as missing."""
     missing = series.isna().to_numpy(dtype=bool)
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        labels = pd.Series(series.cat.categories.astype(str))
+        return missing | _category_rows(series, (labels.str.strip() == "").to_numpy())
     if not pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         text = series.astype("string").str.strip()
         missing = missing | (text == "").fillna(False).to_numpy(dtype=bool)
@@ -520,7 +530,11 @@ def strip_levels(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     out = None
     for c in columns:
         series = frame[c]
-        if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            labels = pd.Series(series.cat.categories.astype(str))
+            if not (labels.str.strip() != labels).any():
+                continue  # nothing to strip: the rows need not be looked at
+        elif not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
             continue
         text = series.where(series.isna(), series.astype(str))
         stripped = text.where(text.isna(), text.str.strip())
