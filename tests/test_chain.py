@@ -183,8 +183,8 @@ def test_model_file_chain(tmp_path):
     ('[[chain]]\nname = "a"\nevents = "n_any_susp"\n', "at least two stages"),
     ('[[chain]]\nname = "a"\nevents = "n_x"\n[[chain]]\nname = "a"\nevents = "n_y"\n',
      "used by an earlier stage"),
-    ('[[chain]]\nname = "a"\nevents = "n_x"\n[[chain]]\nname = "b"\nevents = "n_y"\n'
-     'where = "__import__(\'os\').system(\'touch OWNED\')"\n', "not allowed"),
+    (('[[chain]]\nname = "a"\nevents = "n_x"\n[[chain]]\nname = "b"\nevents = "n_y"\n'
+      'where = "__import__(\'os\').system(\'touch OWNED\')"\n'), "not allowed"),
     ('[[chain]]\nname = "a"\nevents = "n_x"\n[[chain]]\nname = "b"\nevnts = "n_y"\n',
      "unknown key"),
     ('chain = "n_susp"\n', "must be tables"),
