@@ -154,12 +154,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_distribution(args: argparse.Namespace) -> int:
     from .errors import SpecError
-    from .report.bands import published_distribution
+    from .report.bands import _p_text, published_distribution
     from .report.publish import csv_bytes, write_file
     from .school_bands import exclusion_distribution
 
     if args.output.suffix != ".csv":
         raise SpecError(f"-o {str(args.output)!r} must end .csv.")
+    if args.report is not None and args.report.suffix != ".md":
+        raise SpecError(f"--report {str(args.report)!r} must end .md.")
     if args.plot is not None and args.plot.suffix not in (".png", ".svg"):
         raise SpecError(f"--plot {str(args.plot)!r} must end .png "
                         "or .svg.")
@@ -186,12 +188,25 @@ def _cmd_distribution(args: argparse.Namespace) -> int:
             f", {args.year}" if args.year != "all" else "")
         png, svg = figure_bytes(distribution_plot(dist.table, title=title))
         write_file(args.plot, png if args.plot.suffix == ".png" else svg)
+    if args.report is not None:
+        import os
+
+        from .report import document
+        from .report.bands import distribution_blocks
+
+        figure = (None if args.plot is None else
+                  Path(os.path.relpath(args.plot, args.report.parent)).as_posix())
+        blocks = distribution_blocks(dist, table, what=_OUTCOME_WORDS.get(
+            args.outcome, args.outcome), figure=figure)
+        text = document.to_markdown(blocks, title="Distribution of events across schools")
+        write_file(args.report, text.encode("utf-8"))
     lr = dist.tests.set_index("test").loc["school_sd_lr"]
     sds = ", ".join(f"{r.stratum} {r.school_sd:.2f}" for r in dist.rates.itertuples())
     print(f"wrote {len(table)} bands of {int(dist.table['n_schools'].sum()):,} schools to "
-          f"{args.output}" + (f" and the chart to {args.plot}" if args.plot else "")
+          f"{args.output}" + (f", the chart to {args.plot}" if args.plot else "")
+          + (f", the report to {args.report}" if args.report else "")
           + f"; school SD (logit) {sds}; LR test of a school SD against equal risk "
-          f"{lr.statistic:.1f} on {int(lr.df)} df, p = {lr.p_value:.3g}", file=sys.stderr)
+          f"{lr.statistic:.1f} on {int(lr.df)} df, {_p_text(lr.p_value)}", file=sys.stderr)
     for note in dist.notes:
         print(f"note: {note}", file=sys.stderr)
     return 0
@@ -342,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="band table (.csv)")
     p.add_argument("--plot", type=Path, default=None,
                    help="bar chart of observed against expected schools (.png or .svg)")
+    p.add_argument("--report", type=Path, default=None,
+                   help="a report section in Markdown (.md): the bands, expectations and tests")
     p.set_defaults(func=_cmd_distribution)
 
     for name in ("fit", "run"):

@@ -16,10 +16,10 @@ DFE_GEO = ROOT / "data" / "dfe" / "exclusions_by_geographic_level_2011-12_to_201
 
 
 def test_mainstream_2016_17_from_the_command_line(tmp_path: Path, capsys):
-    out, plot = tmp_path / "dist.csv", tmp_path / "dist.png"
+    out, plot, report = tmp_path / "dist.csv", tmp_path / "fig" / "dist.png", tmp_path / "d.md"
     code = main(["distribution", str(DFE_GEO), "--outcome", "perm_excl", "--year", "2016/17",
                  "--school-type", "State-funded primary,State-funded secondary",
-                 "-o", str(out), "--plot", str(plot)])
+                 "-o", str(out), "--plot", str(plot), "--report", str(report)])
     err = capsys.readouterr().err
     assert code == 0, err
     t = pd.read_csv(out, dtype=str).set_index("band")
@@ -39,7 +39,11 @@ def test_mainstream_2016_17_from_the_command_line(tmp_path: Path, capsys):
     assert 50 < float(t.loc["more than 10", "expected_school_sd"]) < 200
     assert float(t["dispersion_p_value"].iloc[0]) < 1e-100 and t["dispersion_df"].iloc[0] == "2"
     assert plot.read_bytes()[:4] == b"\x89PNG"
-    assert "school SD" in err and "Traceback" not in err
+    assert "school SD" in err and "Traceback" not in err and "p < 1e-300" in err
+    text = report.read_text()
+    assert "| 0 | 17,285 | 85.2% | 0 |" in text
+    assert "| more than 10 | 47 | 0.2% | 612 |" in text
+    assert "| 1-2 | 2,015 | 9.9% | x |" in text and "](fig/dist.png)" in text
 
 
 @pytest.mark.parametrize("rows, args, word", [
@@ -49,6 +53,7 @@ def test_mainstream_2016_17_from_the_command_line(tmp_path: Path, capsys):
     ("school,n_pupils,n_perm_excl\na,100,0\nb,200,3\n", ["--year", "2016/17"], "'year'"),
     ("school,n_pupils,n_perm_excl\na,100,0\nb,200,3\n", ["-o", "{tmp}/d.txt"], ".csv"),
     ("school,n_pupils,n_perm_excl\na,100,0\nb,200,3\n", ["--plot", "{tmp}/d.pdf"], ".png"),
+    ("school,n_pupils,n_perm_excl\na,100,0\nb,200,3\n", ["--report", "{tmp}/d.txt"], ".md"),
     ("school,n_pupils,n_perm_excl\na,100,0\nb,200,3\n", ["-o", "{tmp}/d.csv"], "folder"),
     ("pupil_id,school,perm_excl\n1,a,0\n2,b,1\n", [], "pupil rows"),
     (None, [], "file not found"),

@@ -29,7 +29,7 @@ from disparity.settings import SuppressionRules
 
 from .disclosure import CountRegistry, _count, _text, disclose_counts, key
 
-__all__ = ["published_distribution"]
+__all__ = ["distribution_blocks", "published_distribution"]
 
 #: Columns of the published band table, in order (the dispersion test repeats on every row).
 COLUMNS: tuple[str, ...] = (
@@ -109,3 +109,80 @@ def published_distribution(distribution: Any, rules: SuppressionRules | None = N
     })
     assert tuple(out.columns) == COLUMNS
     return out.astype(object)
+
+
+def distribution_blocks(distribution: Any, published: pd.DataFrame, *, what: str,
+                        figure: str | None = None) -> list:
+    """A report section on the band table: the published bands beside the expectations, the
+    school SDs and the tests, in words.
+
+    Parameters
+    ----------
+    distribution : disparity.school_bands.ExclusionDistribution
+    published : DataFrame
+        :func:`published_distribution` of it: the section shows nothing that table does not.
+    what : str
+        The events, in words ("permanent exclusions").
+    figure : str, optional
+        Path of the bar chart, relative to the report.
+
+    Returns
+    -------
+    list of disparity.report.document blocks
+    """
+    from . import document as doc
+
+    def num(text: str, digits: int = 0) -> str:
+        try:
+            return f"{float(text):,.{digits}f}"
+        except ValueError:
+            return text
+
+    rows = pd.DataFrame({
+        "band": published["band"],
+        "n_schools": [num(v) for v in published["n_schools"]],
+        "share": [f"{100 * float(v):.1f}%" for v in published["share"]],
+        "n_events": [num(v) for v in published["n_events"]],
+        "expected_same_risk": [num(v, 1) for v in published["expected_same_risk"]],
+        "expected_school_sd": [num(v, 1) for v in published["expected_school_sd"]],
+    })
+    tests = distribution.tests.set_index("test")
+    lr = tests.loc["school_sd_lr"]
+    sds = "; ".join(f"{r.stratum} {r.school_sd:.2f} (equal-risk rate {1000 * r.rate_same_risk:.2f} "
+                    "per 1,000 pupils)" for r in distribution.rates.itertuples())
+    selection = ", ".join(distribution.school_types) or "all school types"
+    blocks = [
+        doc.Heading(f"How {what} spread over schools"),
+        doc.Paragraph(
+            f"Schools ({selection}{', ' + distribution.year if distribution.year else ''}) "
+            f"banded by their number of {what}. A suppressed school count (x, 1 or 2) is in "
+            "band 1-2, never dropped. Beside each band: the schools expected if every school "
+            "had its type's risk given its size, and if school effects varied with the "
+            f"fitted SD (logit scale): {sds}."),
+        doc.Table(rows, labels={"band": "Events", "n_schools": "Schools", "share": "Share",
+                                "n_events": "Events in the band",
+                                "expected_same_risk": "Expected: same risk",
+                                "expected_school_sd": "Expected: school SD"},
+                  align={c: "right" for c in rows.columns if c != "band"},
+                  caption=f"Schools by their number of {what}",
+                  note="x: includes counts suppressed at source (1 or 2); c: suppressed "
+                       "(fewer than the minimum events or pupils). The expectations are over "
+                       "the schools with a headcount."),
+        doc.Paragraph(
+            f"Likelihood ratio of a school SD against equal risk: {lr.statistic:,.1f} on "
+            f"{int(lr.df)} df (chi-bar-square), {_p_text(lr.p_value)}. Band goodness of fit: "
+            f"equal risk {tests.loc['bands_same_risk', 'statistic']:,.1f}, school SD "
+            f"{tests.loc['bands_school_sd', 'statistic']:,.1f} (chi-square, 4 df; "
+            "conservative, parameters estimated)."),
+    ]
+    if figure is not None:
+        blocks.append(doc.Figure(path=figure, alt=f"Schools by their number of {what}",
+                                 caption="Observed schools (those with a headcount) beside "
+                                         "the two expectations, log scale."))
+    return blocks
+
+
+def _p_text(p: float) -> str:
+    """``p = 0.0123``, or ``p < 1e-300`` where the p-value underflows."""
+    return f"p = {p:.3g}" if p > 0 else "p < 1e-300"
+
