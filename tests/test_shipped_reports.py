@@ -61,6 +61,7 @@ def test_every_shipped_model_has_a_report():
     assert set(FAST) | set(SLOW) <= set(models)
 
 
+@pytest.mark.parametrize("rerun", FAST, indirect=True)  # the audit takes minutes on SLOW ones
 def test_committed_report_leaks_nothing(rerun):
     """The disclosure attack (tests/report/attacker.py) on the committed folder itself, its
     SVG figures included; the truth comes from the rerun's restricted cells."""
