@@ -13,7 +13,7 @@ Examples
 --------
 >>> import disparity
 >>> sorted(n for n in disparity.__all__ if n.isalpha() and n.islower())[:4]
-['collapse', 'fit', 'load_model', 'rates']
+['collapse', 'distribution', 'fit', 'publish']
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "read_dfe": ("disparity.dfe", "read_dfe"),
     "simulate": ("disparity.simulate", "simulate_pupils"),
     "collapse": ("disparity.cells", "collapse"),
+    "distribution": ("disparity.school_bands", "exclusion_distribution"),
     "load_model": ("disparity.spec", "load_spec"),
     "run": ("disparity.runner", "run_model"),
     "publish": ("disparity.report.publish", "publish"),

@@ -21,6 +21,8 @@ from .errors import DisparityError, UnconvergedError
 COMPARISONS = ("others", "reference", "alternate", "weighted")
 KINDS = ("dfe", "pupils", "cells")
 ENGINES = ("ml", "pymc", "glm")
+_OUTCOME_WORDS = {"perm_excl": "permanent exclusions", "fixed_excl": "fixed-period exclusions",
+                  "one_plus_fixed": "pupils with a fixed-period exclusion"}
 
 
 def _csv_list(text: str) -> list[str]:
@@ -150,6 +152,66 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_distribution(args: argparse.Namespace) -> int:
+    from .errors import SpecError
+    from .report.bands import _p_text, published_distribution
+    from .report.publish import csv_bytes, write_file
+    from .school_bands import exclusion_distribution
+
+    if args.output.suffix != ".csv":
+        raise SpecError(f"-o {str(args.output)!r} must end .csv.")
+    if args.report is not None and args.report.suffix != ".md":
+        raise SpecError(f"--report {str(args.report)!r} must end .md.")
+    if args.plot is not None and args.plot.suffix not in (".png", ".svg"):
+        raise SpecError(f"--plot {str(args.plot)!r} must end .png "
+                        "or .svg.")
+    from .read import read_data
+
+    school_type = (None if args.school_type.strip().lower() == "all"
+                   else _csv_list(args.school_type))
+    kind, frame = read_data(args.data)
+    if kind == "pupils":
+        raise SpecError(f"{args.data} holds pupil rows; give one row "
+                        "per school with n_pupils and n_<outcome> (`disparity collapse "
+                        "--by school`) or a DfE geographic file.")
+    dist = exclusion_distribution(frame, args.outcome,
+                                  year=None if args.year == "all" else args.year,
+                                  school_type=school_type,
+                                  rate_by="school_type" if "school_type" in frame else None)
+    table = published_distribution(dist)
+    write_file(args.output, csv_bytes(table))
+    if args.plot is not None:
+        from .report.plots import distribution_plot, figure_bytes
+
+        what = _OUTCOME_WORDS.get(args.outcome, args.outcome)
+        title = f"Schools by their number of {what}" + (
+            f", {args.year}" if args.year != "all" else "")
+        png, svg = figure_bytes(distribution_plot(dist.table, title=title))
+        write_file(args.plot, png if args.plot.suffix == ".png" else svg)
+    if args.report is not None:
+        import os
+
+        from .report import document
+        from .report.bands import distribution_blocks
+
+        figure = (None if args.plot is None else
+                  Path(os.path.relpath(args.plot, args.report.parent)).as_posix())
+        blocks = distribution_blocks(dist, table, what=_OUTCOME_WORDS.get(
+            args.outcome, args.outcome), figure=figure)
+        text = document.to_markdown(blocks, title="Distribution of events across schools")
+        write_file(args.report, text.encode("utf-8"))
+    lr = dist.tests.set_index("test").loc["school_sd_lr"]
+    sds = ", ".join(f"{r.stratum} {r.school_sd:.2f}" for r in dist.rates.itertuples())
+    print(f"wrote {len(table)} bands of {int(dist.table['n_schools'].sum()):,} schools to "
+          f"{args.output}" + (f", the chart to {args.plot}" if args.plot else "")
+          + (f", the report to {args.report}" if args.report else "")
+          + f"; school SD (logit) {sds}; LR test of a school SD against equal risk "
+          f"{lr.statistic:.1f} on {int(lr.df)} df, {_p_text(lr.p_value)}", file=sys.stderr)
+    for note in dist.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return 0
+
+
 def _run_options(args: argparse.Namespace) -> dict:
     return dict(restricted=args.restricted, force=args.force,
                 allow_unconverged=args.allow_unconverged)
@@ -274,6 +336,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated outcome columns to check (pupils: e.g. perm_excl; "
                    "cells: e.g. n_perm_excl; default: the known outcomes present)")
     p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser(
+        "distribution", help="schools banded by their number of events, against chance",
+        description="Band the schools of a DfE geographic file (or any table of school rows "
+        "with n_pupils and n_<outcome>) by their number of events: 0, 1-2, 3-5, 6-10, more "
+        "than 10. Beside each band: the schools expected if every school had its type's "
+        "risk given its size, and if schools varied as much as the fitted school SD implies; "
+        "with a likelihood-ratio test of a school SD. A suppressed count (x) is in band 1-2. "
+        "The events of a band are published under disclosure control (x: includes counts "
+        "suppressed at source; c: suppressed).")
+    p.add_argument("data", type=Path, help="DfE geographic file, or a table of school rows")
+    p.add_argument("--outcome", required=True,
+                   help="perm_excl, one_plus_fixed or fixed_excl (a Poisson count)")
+    p.add_argument("--year", default="2016/17", help="academic year (default 2016/17; 'all' "
+                   "keeps every row)")
+    p.add_argument("--school-type", default="State-funded primary,State-funded secondary",
+                   help="comma-separated school types (default: the mainstream schools, "
+                   "state-funded primary and secondary; 'all' keeps every row)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="band table (.csv)")
+    p.add_argument("--plot", type=Path, default=None,
+                   help="bar chart of observed against expected schools (.png or .svg)")
+    p.add_argument("--report", type=Path, default=None,
+                   help="a report section in Markdown (.md): the bands, expectations and tests")
+    p.set_defaults(func=_cmd_distribution)
 
     for name in ("fit", "run"):
         if name == "fit":

@@ -101,6 +101,13 @@ def fit_result(
         fit = engine_module.fit(design, spec, progress=progress)
         result = build_result(spec, loaded, design, fit, settings=settings, scope=scope,
                               progress=say, model_file=model_file)
+        if spec.chain and scope == "run":
+            from disparity.chain import chain_ratios
+
+            chain = chain_ratios(spec, data, settings=settings, progress=say)
+            result = replace(result, estimates=pd.concat(
+                [result.estimates, chain.reindex(columns=result.estimates.columns)],
+                ignore_index=True))
     run_warnings = tuple(dict.fromkeys(
         [*fit.warnings, *(str(w.message) for w in caught
                           if issubclass(w.category, DisparityWarning))]))

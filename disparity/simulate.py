@@ -98,6 +98,7 @@ __all__ = [
     "NC_YEAR_LEVELS",
     "NC_YEAR_EFFECTS",
     "Truth",
+    "Escalation",
     "LaterOutcomes",
     "OffRollingTruth",
     "Simulation",
@@ -561,6 +562,109 @@ def _later_truth(later: LaterOutcomes, effects: Mapping[str, Mapping[str, np.nda
     return out
 
 
+# --------------------------------------------------------------------------- escalation
+_ESCALATION_EFFECTS = {
+    ETHNICITY: {
+        "Traveller of Irish heritage": 0.4, "Gypsy/Roma": 0.4, "White and Black Caribbean": 0.5,
+        "Indian": -0.5, "Pakistani": -0.2, "Bangladeshi": -0.3, "Black Caribbean": 0.6,
+        "Black African": 0.2, "Any other Black background": 0.3, "Chinese": -0.5,
+        "Unclassified": 0.2,
+    },
+    SEN: {"support": 0.4, "ehcp": -0.3},
+    FSM: {"yes": 0.4},
+    CIN: {"yes": 0.5},
+    SEX: {"male": 0.3},
+}
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """A stage chain: permanent exclusion only among suspended pupils
+    (``simulate_pupils(escalation=...)``).
+
+    Without it ``perm_excl`` and ``any_susp`` are drawn independently. With it, a pupil is
+    permanently excluded only if suspended (``any_susp = 1``), with probability
+    ``expit(intercept + ethnicity + sen + fsm + cin + sex + u_school)``,
+    ``u_school ~ N(0, sd_school)``: the chance of escalation from suspension to permanent
+    exclusion depends on the pupil's group, apart from the chance of being suspended. So
+    ``P(perm_excl) = P(any_susp) P(escalation | any_susp)`` for every pupil, and the risk
+    ratio of a group for permanent exclusion is the product of its ratios at the two stages
+    for crude risks.
+
+    Attributes
+    ----------
+    intercept : float
+        Log-odds of escalation of a suspended pupil at the reference levels.
+    effects : mapping
+        ``{variable: {level: log-odds ratio}}`` over ethnicity, sen, fsm, cin and sex.
+    sd_school : float
+        SD of the school effects on escalation (logit scale).
+
+    Examples
+    --------
+    >>> Escalation().effects["ethnicity"]["Black Caribbean"]
+    0.6
+    """
+
+    intercept: float = -3.0
+    effects: Mapping[str, Mapping[str, float]] = field(
+        default_factory=lambda: _frozen(_ESCALATION_EFFECTS))
+    sd_school: float = 0.4
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not (self.sd_school >= 0 and math.isfinite(self.sd_school)):
+            problems.append(f"sd_school must be a finite number >= 0, got {self.sd_school!r}")
+        if not math.isfinite(self.intercept):
+            problems.append(f"intercept must be a finite number, got {self.intercept!r}")
+        for var, levels in self.effects.items():
+            if var not in LEVELS:
+                problems.append(f"effects names variable {var!r}; valid: {', '.join(LEVELS)}")
+                continue
+            bad = [lv for lv in levels if lv not in LEVELS[var]]
+            if bad or levels.get(REFERENCE[var], 0.0) != 0.0:
+                problems.append(f"effects[{var!r}]: levels must be among "
+                                f"{', '.join(LEVELS[var])}, the reference {REFERENCE[var]!r} "
+                                "with effect 0")
+        if problems:
+            raise DisparityError("invalid Escalation: " + "; ".join(problems))
+
+
+def _escalate(esc: Escalation, seed: int, parts: Mapping[str, np.ndarray], n_schools: int,
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """``perm_excl`` redrawn as suspension then escalation, and the school effects.
+
+    The draws use ``SeedSequence(seed, spawn_key=(2,))``, a stream of their own: every
+    other column is the same as without ``escalation``.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2,)))
+    u_school = rng.normal(0.0, esc.sd_school, n_schools)
+    eta = np.full(parts["school"].size, float(esc.intercept))
+    for var, code in ((ETHNICITY, "eth"), (SEN, "sen"), (FSM, "fsm"), (CIN, "cin"),
+                      (SEX, "sex")):
+        eta += _lookup(LEVELS[var], esc.effects.get(var, {}))[parts[code]]
+    eta += u_school[parts["school"]]
+    escalated = rng.random(eta.size) < _expit(eta)
+    return (parts[ANY_SUSP].astype(bool) & escalated).astype(np.int8), u_school
+
+
+def _escalation_truth(esc: Escalation, u_school: np.ndarray, n_schools: int) -> dict[str, Any]:
+    terms = [ETHNICITY, SEN, FSM, CIN, SEX]
+    return {
+        "family": "binomial",
+        "link": "logit",
+        "population": "pupils with any_susp = 1 (perm_excl is 0 for every other pupil)",
+        "formula": "perm_excl ~ " + " + ".join(terms + ["(1 | school)"]),
+        "coefficients": _patsy_coefficients(esc.intercept, esc.effects, LEVELS, REFERENCE),
+        "group_sd": {SCHOOL: float(esc.sd_school)},
+        "realised_sd": {SCHOOL: float(np.std(u_school, ddof=1)) if n_schools > 1 else None},
+        "effects": {SCHOOL: _effects_json(u_school, _codes_labels("S", n_schools, 5))},
+        "note": ("perm_excl = any_susp * Bernoulli(expit(eta_escalation)): stage 1 is "
+                 "any_susp among all pupils (its truth above), stage 2 this escalation among "
+                 "suspended pupils; the perm_excl entry's own model does not apply."),
+    }
+
+
 # --------------------------------------------------------------------------- result
 @dataclass(frozen=True, eq=False)
 class Simulation:
@@ -731,6 +835,7 @@ def simulate_pupils(
     la_varying_ethnicity_sd: float = 0.0,
     first_year: int = 2016,
     later_outcomes: bool | LaterOutcomes = False,
+    escalation: bool | Escalation = False,
 ) -> Simulation:
     """Simulate a national pupils table with known hierarchical exclusion models.
 
@@ -765,6 +870,12 @@ def simulate_pupils(
         drawn as :class:`LaterOutcomes` says (``True``: its defaults), with their truth
         under the same names. They come from a random stream of their own: every other
         column is the same as without them.
+    escalation : bool or Escalation
+        Make permanent exclusion a second stage after suspension: ``perm_excl`` is redrawn
+        as ``any_susp`` times an escalation drawn as :class:`Escalation` says (``True``: its
+        defaults), from a random stream of its own (every other column is the same as
+        without it, except the later outcomes, which follow the new ``perm_excl``). Its
+        truth is ``truth["escalation"]``; ``truth["perm_excl"]`` then only says so.
 
     Returns
     -------
@@ -799,6 +910,8 @@ def simulate_pupils(
                          ("n_las", n_las, 1), ("n_years", n_years, 1), ("n_trusts", n_trusts, 0)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
             problems.append(f"{name} must be a whole number >= {low}, got {v!r}")
+    if not isinstance(escalation, (bool, Escalation)):
+        problems.append(f"escalation must be True, False or an Escalation, got {escalation!r}")
     if not isinstance(later_outcomes, (bool, LaterOutcomes)):
         problems.append(f"later_outcomes must be True, False or a LaterOutcomes, got "
                         f"{later_outcomes!r}")
@@ -888,6 +1001,9 @@ def simulate_pupils(
     data[CIN] = pd.Categorical.from_codes(parts["cin"], categories=list(CIN_LEVELS))
     data[SEX] = pd.Categorical.from_codes(parts["sex"], categories=list(SEX_LEVELS))
     data[NC_YEAR] = pd.Categorical.from_codes(parts["nc"], categories=list(NC_YEAR_LEVELS))
+    esc = Escalation() if escalation is True else escalation or None
+    if esc is not None:
+        parts[PERM_EXCL], escalation_effects = _escalate(esc, seed, parts, n_schools)
     data[PERM_EXCL] = parts[PERM_EXCL]
     data[ANY_SUSP] = parts[ANY_SUSP]
     data[N_SUSP] = parts[N_SUSP]
@@ -905,6 +1021,11 @@ def simulate_pupils(
              first_year=int(first_year)),
         la_varying_ethnicity_sd,
     )
+    if esc is not None:
+        truth_dict["arguments"]["escalation"] = True
+        truth_dict["escalation"] = _escalation_truth(esc, escalation_effects, n_schools)
+        truth_dict[PERM_EXCL] = {"family": "binomial", "link": "logit",
+                                 "model": truth_dict["escalation"]["note"]}
     if later is not None:
         truth_dict["arguments"]["later_outcomes"] = True
         truth_dict["reference"].update({EXCLUSION_HISTORY: "none", ALT_PROVISION: "no"})

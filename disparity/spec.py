@@ -99,7 +99,8 @@ DEFAULT_PRIORS: Mapping[str, float] = FrozenMap(
     }
 )
 
-_TOP_KEYS = ("name", "description", "data", "model", "fit", "priors", "report", "ladder")
+_TOP_KEYS = ("name", "description", "data", "model", "fit", "priors", "report", "ladder",
+             "chain")
 _DATA_KEYS = ("path", "kind", "by", "unit", "year", "school_type", "collapse_by", "keep",
               "suppressed", "suppressed_range", "where", "table")
 #: What to do with a count suppressed at source (``[data] suppressed``).
@@ -183,6 +184,9 @@ class ModelSpec:
         The raw ``[report]`` table.
     ladder : tuple of mapping
         The raw ``[[ladder]]`` entries.
+    chain : tuple of mapping
+        The ``[[chain]]`` stages (``name``, ``events``, optional ``where``), checked by
+        :func:`disparity.chain.check_chain`.
     description : str
         Free text from the model file.
 
@@ -222,6 +226,7 @@ class ModelSpec:
     ci_prob: float = config.CI_PROB
     report: Mapping[str, Any] = field(default_factory=lambda: FrozenMap({}))
     ladder: tuple[Mapping[str, Any], ...] = ()
+    chain: tuple[Mapping[str, str], ...] = ()
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -235,6 +240,7 @@ class ModelSpec:
         # Normalise containers so a spec made in Python is as immutable as one read from TOML.
         object.__setattr__(self, "groups", tuple(self.groups))
         object.__setattr__(self, "ladder", tuple(FrozenMap(x) for x in self.ladder))
+        object.__setattr__(self, "chain", tuple(FrozenMap(x) for x in self.chain))
         for name in ("slopes", "reference", "noncentered", "report", "data_options"):
             object.__setattr__(self, name, FrozenMap(getattr(self, name)))
         object.__setattr__(self, "priors", FrozenMap({**DEFAULT_PRIORS, **self.priors}))
@@ -751,6 +757,13 @@ def spec_from_dict(
         problems.append(f"[[ladder]] entries must be tables, not {ladder!r}")
     else:
         kw["ladder"] = tuple(FrozenMap(dict(x)) for x in ladder)
+
+    if "chain" in d:
+        from disparity.chain import check_chain
+
+        stages, chain_problems = check_chain(d["chain"])
+        problems += chain_problems
+        kw["chain"] = stages
 
     if problems:
         _raise(problems, f"model specification{where_file}")

@@ -1,4 +1,4 @@
-"""Tests of disparity.distribution: schools banded by their number of events.
+"""Tests of disparity.school_bands (`disparity.distribution`): schools banded by events.
 
 Oracles: the Timpson Review's published 2016/17 figures for mainstream schools (85% of
 state-funded primary and secondary schools permanently excluded no pupil, 0.2% more than
@@ -20,7 +20,8 @@ import pytest
 from scipy import stats
 
 from disparity.dfe import read_dfe, shipped_path
-from disparity.distribution import (
+from disparity.errors import ValidationError
+from disparity.school_bands import (
     BANDS,
     band_goodness_of_fit,
     band_index,
@@ -28,7 +29,6 @@ from disparity.distribution import (
     exclusion_distribution,
     fit_school_sd,
 )
-from disparity.errors import ValidationError
 
 
 def _expit(x):
@@ -319,3 +319,60 @@ def test_distribution_plot_draws_the_table(mainstream):
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == list(BANDS)
     with pytest.raises(ValidationError, match="expected_school_sd"):
         distribution_plot(t.drop(columns="expected_school_sd"), title="x")
+
+
+# --------------------------------------------------------------------------- published table
+def test_band_pupils_add_up_to_the_headcount(geographic, mainstream):
+    rows = geographic[(geographic["geographic_level"] == "school")
+                      & (geographic["year"] == "2016/17")
+                      & geographic["school_type"].isin(["State-funded primary",
+                                                        "State-funded secondary"])]
+    assert mainstream.table["n_pupils"].sum() == rows["n_pupils"].fillna(0).sum()
+
+
+def test_published_band_events_follow_the_disclosure_rules():
+    from disparity.report.bands import published_distribution
+    from disparity.settings import SuppressionRules
+
+    # one school with a published 2 alone in band 1-2: its events are a count of 1 or 2,
+    # suppressed (c); two schools of 1 and 2 make 3 events, shown; an x is unavailable
+    one = pd.DataFrame({"n_pupils": [200, 300, 900, 500], "n_perm_excl": [0, 2, 12, 0]})
+    two = pd.DataFrame({"n_pupils": [200, 300, 900, 500], "n_perm_excl": [0, 2, 12, 1]})
+    cen = pd.DataFrame({"n_pupils": [200, 300, 900, 500], "n_perm_excl": [0, 2, 12, None],
+                        "n_perm_excl_missing": [None, None, None, "x: suppressed"]})
+    kw = {"year": None, "school_type": None, "rate_by": None}
+    p1 = published_distribution(exclusion_distribution(one, **kw)).set_index("band")
+    p2 = published_distribution(exclusion_distribution(two, **kw)).set_index("band")
+    p3 = published_distribution(exclusion_distribution(cen, **kw)).set_index("band")
+    assert p1.loc["1-2", ["n_schools", "n_events", "n_events_min", "n_events_max"]].tolist() \
+        == ["1", "c", "c", "c"]
+    assert p1.loc["more than 10", "n_events"] == "12" and p1.loc["0", "n_events"] == "0"
+    assert p2.loc["1-2", ["n_schools", "n_events"]].tolist() == ["2", "3"]
+    assert p3.loc["1-2", ["n_events", "n_events_min", "n_events_max"]].tolist() \
+        == ["x", "3", "4"]
+    # a band's pupils below min_pupils hide its events; larger thresholds hide more
+    tiny = pd.DataFrame({"n_pupils": [200, 5, 900], "n_perm_excl": [0, 4, 12]})
+    p4 = published_distribution(exclusion_distribution(tiny, **kw)).set_index("band")
+    assert p4.loc["3-5", "n_events"] == "c" and p4.loc["3-5", "n_schools"] == "1"
+    p5 = published_distribution(exclusion_distribution(tiny, **kw),
+                                SuppressionRules(min_pupils=1, min_events=13))
+    assert p5.set_index("band").loc["more than 10", "n_events"] == "c"
+
+
+def test_bad_counts_name_the_rows():
+    with pytest.raises(ValidationError, match=r"rows 2 \('-3'\)"):
+        exclusion_distribution(pd.DataFrame({"n_pupils": [100, 200], "n_perm_excl": [0, -3]}),
+                               year=None, school_type=None, rate_by=None)
+    with pytest.raises(ValidationError, match=r"'n_pupils'.*rows 1 \('-5'\)"):
+        exclusion_distribution(pd.DataFrame({"n_pupils": [-5, 200], "n_perm_excl": [0, 1]}),
+                               year=None, school_type=None, rate_by=None)
+    with pytest.raises(ValidationError, match="two"):
+        exclusion_distribution(pd.DataFrame({"n_pupils": [5, 200],
+                                             "n_perm_excl": ["0", "two"]}),
+                               year=None, school_type=None, rate_by=None)
+
+
+def test_python_export_is_the_function():
+    import disparity
+
+    assert disparity.distribution is exclusion_distribution

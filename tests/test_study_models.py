@@ -138,3 +138,23 @@ def test_off_rolling_flags_find_the_planted_schools():
     planted = set(_truth("off_rolling")["unexplained_loss"]["planted_units"])
     assert len(flagged & planted) / len(flagged) >= 0.8
     assert len(flagged & planted) / len(planted) >= 0.5
+
+
+@pytest.mark.slow
+def test_trust_model_recovers_the_trust_sd():
+    # the trust term is fitted on trust schools only; its SD's interval must cover the SD of
+    # the trust effects the simulator drew for the trusts that have schools
+    from disparity.estimates import estimates
+    from disparity.fitting import fit_model
+
+    spec = load_spec(MODELS / "synthetic_trusts.toml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        fit = fit_model(spec, progress=False)
+    table = estimates(fit, ci_prob=0.95)
+    row = table[(table["estimand"] == "group_sd") & (table["term"] == "trust")].iloc[0]
+    truth = _truth("trusts")
+    members = truth["trusts"]["members"]
+    drawn = truth["any_susp"]["effects"]["trust"]
+    realised = float(np.std([drawn[t] for t, schools in members.items() if schools], ddof=1))
+    assert row["conf_low"] < realised < row["conf_high"], (row.to_dict(), realised)

@@ -481,7 +481,12 @@ def published_tables(result: Result) -> PublishedTables:
         estimand, variable = est.at[i, "estimand"], est.at[i, "variable"]
         level, reference = est.at[i, "level"], est.at[i, "reference"]
         keys: list[Key] | None = None
-        if estimand in _CRUDE or (estimand == "ladder_rate_ratio" and crude_equivalent(
+        if estimand == "chain_rate_ratio":
+            # a stage fitted with the variable alone is a crude ratio on the stage's pupils,
+            # whose counts are not in the registry: not published; else model-based
+            keys = [] if crude_equivalent(est.at[i, "formula"], est.at[i, "groups"],
+                                          est.at[i, "engine"]) == variable else None
+        elif estimand in _CRUDE or (estimand == "ladder_rate_ratio" and crude_equivalent(
                 est.at[i, "formula"], est.at[i, "groups"], est.at[i, "engine"]) == variable) or (
                 main_crude is not None and variable == main_crude and level
                 and estimand not in (*_SHARES, "event_share_expected")):

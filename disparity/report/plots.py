@@ -529,7 +529,7 @@ def distribution_plot(
     Parameters
     ----------
     table : DataFrame
-        ``ExclusionDistribution.table`` (:func:`disparity.distribution.exclusion_distribution`):
+        ``ExclusionDistribution.table`` (:func:`disparity.school_bands.exclusion_distribution`):
         ``band``, ``n_schools_modelled`` (observed schools that enter the expectations),
         ``expected_same_risk`` and ``expected_school_sd``; bars are drawn in that order
         within each band, bands in table order.

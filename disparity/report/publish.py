@@ -338,16 +338,21 @@ def _restricted_files(result: Result) -> dict[str, bytes]:
 
 def published_files(result: Result) -> dict[str, bytes]:
     """The published tables of a result (``estimates.csv``, ``unit_effects.csv``,
-    ``cells_summary.csv``) and ``diagnostics.json``, after disclosure control."""
+    ``cells_summary.csv``, and ``chain.csv`` for a stage chain) and ``diagnostics.json``,
+    after disclosure control."""
+    from ..chain import CHAIN_ESTIMAND, chain_table
     from .disclosure import published_tables
 
     tables = published_tables(result)
-    return {
+    files = {
         "estimates.csv": csv_bytes(tables.estimates),
         "unit_effects.csv": csv_bytes(tables.unit_effects),
         "cells_summary.csv": csv_bytes(tables.cells_summary),
         "diagnostics.json": json_bytes(_diagnostics(result, tables)),
     }
+    if (tables.estimates["estimand"] == CHAIN_ESTIMAND).any():
+        files["chain.csv"] = csv_bytes(chain_table(tables.estimates))
+    return files
 
 
 def run_files(result: Result, *, restricted: bool = False) -> dict[str, bytes]:

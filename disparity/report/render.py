@@ -661,6 +661,50 @@ def _ladder(saved: Mapping[str, Any], w: _Words) -> list[doc.Block]:
             doc.Paragraph("Note: " + MEDIATOR_NOTE + ".")]
 
 
+def _chain(saved: Mapping[str, Any], w: _Words) -> list[doc.Block]:
+    from ..chain import CHAIN_ESTIMAND, DIRECT_LABEL, PRODUCT_LABEL
+
+    est = saved["estimates"]
+    ch = est[est.estimand == CHAIN_ESTIMAND].sort_values("step", kind="stable")
+    if not len(ch):
+        return []
+    steps = list(dict.fromkeys(ch.step_label))
+    wide: dict[str, dict[str, str]] = {}
+    for i, r in zip(ch.index, ch.itertuples()):
+        shown = bool(np.all(np.isfinite([r.estimate, r.conf_low, r.conf_high])))
+        wide.setdefault(r.level, {"level": r.level})[r.step_label] = (
+            format_estimate(r.estimate, r.conf_low, r.conf_high) if shown
+            else _symbol(ch, "estimate", i))
+    table = pd.DataFrame(list(wide.values())).reindex(columns=["level", *steps])
+    variable, reference = ch.variable.iloc[0], ch.reference.iloc[0]
+    stages = [s for s in steps if s not in (PRODUCT_LABEL, DIRECT_LABEL)]
+    described = tuple(dict.fromkeys(
+        f"{lab}: `{note}`" for lab, note in zip(ch.step_label, ch.note)))
+    return [doc.Heading("Stage chain"),
+            doc.Paragraph(
+                f"Adjusted {w.ratio}s of {variable} against {reference} at each decision "
+                f"point, the relative rate index's logic with adjustment: each of the "
+                f"{len(stages)} stages is a separate fit of the formula `{ch.formula.iloc[0]}`"
+                + (f" with groups {ch.groups.iloc[0]}" if ch.groups.iloc[0] else "")
+                + " to the pupils who reached it, with its own events:"),
+            doc.Bullets(described),
+            doc.Table(table, labels={"level": _label(variable)},
+                      align={s: "right" for s in steps},
+                      caption=f"{_cap(w.ratio)}s at each stage and overall ({w.ci} "
+                              "intervals)"),
+            doc.Paragraph(
+                f"The overall {w.ratio} is the product of the stage ratios: when each "
+                "stage's pupils are the previous stage's events, a risk is the product of "
+                "the stages' risks, and the stages' likelihoods are separate factors, so "
+                "their estimates are independent and the product's interval adds their "
+                "variances on the log scale. The direct fit of the last outcome among the "
+                "first stage's pupils is a check: it differs from the product only as "
+                "standardised ratios of different populations differ. A group with a "
+                "ratio above 1 at the first stage and near 1 later is more often "
+                "suspended, not more often escalated; the ratios are associations given "
+                "the model's characteristics, not evidence of how decisions were made.")]
+
+
 def _shown(frame: pd.DataFrame, column: str) -> np.ndarray:
     """Which values of a published number column are shown (not a symbol, not blank)."""
     values = frame[column].to_numpy(dtype=float)
@@ -943,6 +987,7 @@ def render_report(saved: Mapping[str, Any]) -> dict[str, bytes]:
     blocks += _variation(files, saved, w, rules.min_pupils)
     blocks += _slopes(saved, w)
     blocks += _ladder(saved, w)
+    blocks += _chain(saved, w)
     blocks += _trend_blocks(files, saved, w)
     blocks += _counts(saved, w, rules)
     blocks += _diagnostics(saved)

@@ -1,4 +1,4 @@
-"""How events spread over schools: schools banded by their number of events.
+"""How events spread over schools (`disparity.distribution`): schools banded by events.
 
 :func:`exclusion_distribution` counts the schools of a selection (by default the state-funded
 primary and secondary schools of England in 2016/17, the "mainstream schools" of the Timpson
@@ -527,6 +527,8 @@ class ExclusionDistribution:
         ``n_schools``, ``share``
             schools of the selection whose count (published, or ``x`` = 1 or 2) is in the
             band, and their share of all schools whose count is known.
+        ``n_pupils``
+            pupils (headcount) of those schools; a missing headcount counts 0.
         ``n_events_min``, ``n_events_max``, ``n_events``
             events in the band's schools: exact where no count is suppressed; for band
             ``1-2`` with suppressed schools the range (each ``x`` counted as 1 and as 2)
@@ -701,7 +703,11 @@ def exclusion_distribution(
     reason_col = f"{events}_missing"
     reason = (rows[reason_col].astype("string").fillna("") if reason_col in rows.columns
               else pd.Series("", index=rows.index, dtype="string"))
-    suppressed = np.isnan(count) & reason.str.startswith("x").to_numpy(dtype=bool)
+    text = rows[events].astype("string").str.strip().fillna("")
+    suppressed = np.isnan(count) & (reason.str.startswith("x").to_numpy(dtype=bool)
+                                    | (text == "x").to_numpy(dtype=bool))
+    _check_counts(rows, events, count, np.isnan(count) & ~suppressed & (text != "").to_numpy(
+        dtype=bool))
     unknown = np.isnan(count) & ~suppressed
     if unknown.any():
         why = reason[unknown].replace("", "no reason given").value_counts()
@@ -755,9 +761,11 @@ def exclusion_distribution(
                               family=family, n_nodes=n_nodes)
     n_modelled = np.bincount(band_index(low[m]), minlength=len(BANDS))
 
+    band_pupils = np.bincount(band, weights=np.nan_to_num(pupils[known]), minlength=len(BANDS))
     table = pd.DataFrame({
         "band": list(BANDS),
         "n_schools": n_band.astype(np.int64),
+        "n_pupils": band_pupils.astype(np.int64),
         "share": n_band / max(int(n_band.sum()), 1),
         "n_events_min": ev_min.astype(np.int64),
         "n_events_max": ev_max.astype(np.int64),
@@ -799,6 +807,29 @@ def exclusion_distribution(
         year=year, school_types=tuple(school_type) if school_type is not None else (),
         notes=tuple(notes),
     )
+
+
+def _check_counts(rows: pd.DataFrame, events: str, count: np.ndarray, unreadable: np.ndarray
+                  ) -> None:
+    """Raise one error for every count that is not a whole number >= 0 (or ``x``) and every
+    headcount below 0, naming the rows (from 1, of the selected school rows)."""
+    problems = []
+    with np.errstate(invalid="ignore"):
+        bad = unreadable | (count < 0) | (np.isfinite(count) & (count != np.round(count)))
+    pupils = pd.to_numeric(rows[voc.N_PUPILS], errors="coerce").to_numpy(np.float64,
+                                                                         na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        bad_pupils = pupils < 0
+    for column, mask, what in ((events, bad, "a whole number >= 0, or x (1 or 2)"),
+                               (voc.N_PUPILS, bad_pupils, "a headcount >= 0")):
+        if mask.any():
+            at = np.flatnonzero(mask)
+            shown = ", ".join(f"{i + 1} ('{rows[column].iloc[i]}')" for i in at[:5])
+            problems.append(f"column {column!r} must hold {what}, but {len(at):,} school rows "
+                            f"do not: rows {shown}{' ...' if len(at) > 5 else ''} (counted "
+                            "from 1 among the selected school rows). Correct or remove them.")
+    if problems:
+        raise ValidationError(problems, what="school counts")
 
 
 def _suppressed_range_from_la_totals(
