@@ -7,7 +7,7 @@ The package is a one-directional flow of values (see ``README.md``)::
     Result -> publish (disclosure control, report, atomic write)
 
 The names below are the public entry points; each is imported on first use, so
-``import disparity`` stays light (no statsmodels, GPBoost, PyMC, ArviZ or matplotlib).
+``import disparity`` stays light (no statsmodels, numba, PyMC, ArviZ or matplotlib).
 
 Examples
 --------

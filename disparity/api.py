@@ -33,7 +33,8 @@ OPTION_TABLES: Mapping[str, tuple[str, ...]] = {
             "ml", "pymc", "glm"),
     "report": ("ci_prob", "group_effects", "standard", "n_draws", "threshold", "fdr",
                "ladder_variable", "share_groups", "suppression"),
-    "data": ("year", "keep", "kind", "by", "unit", "school_type", "collapse_by"),
+    "data": ("year", "keep", "kind", "by", "unit", "school_type", "collapse_by",
+             "suppressed", "suppressed_range", "where"),
 }
 
 

@@ -49,21 +49,21 @@ def _first_rows(index: pd.Index, mask: np.ndarray) -> str:
 
 
 def _resolve_outcomes(
-    frame: pd.DataFrame,
+    columns: Sequence[object],
     outcomes: Mapping[str, str] | Sequence[str] | str | None,
     *,
     trials: str,
     is_cells: bool,
 ) -> dict[str, str]:
-    """Outcome name -> kind ("binary" or "count")."""
+    """Outcome name -> kind ("binary" or "count"), given the table's ``columns``."""
     if outcomes is None:
         present = {}
         for name, kind in PUPIL_OUTCOMES.items():
             col = events_column(name) if is_cells else name
-            if col in frame.columns:
+            if col in columns:
                 present[name] = kind
         if is_cells:  # any other event column of a cells frame is carried along as a count
-            for col in frame.columns:
+            for col in columns:
                 if (
                     isinstance(col, str)
                     and col.startswith(EVENTS_PREFIX)
@@ -360,7 +360,7 @@ def collapse(
         by = [by]
     by = list(by)
     is_cells = trials in pupils.columns
-    resolved = _resolve_outcomes(pupils, outcomes, trials=trials, is_cells=is_cells)
+    resolved = _resolve_outcomes(list(pupils.columns), outcomes, trials=trials, is_cells=is_cells)
 
     problems: list[str] = []
     missing_by = [c for c in by if c not in pupils.columns]
@@ -552,7 +552,7 @@ def expand(
     """
     if isinstance(outcomes, str):
         outcomes = [outcomes]
-    resolved = _resolve_outcomes(cells, outcomes, trials=trials, is_cells=True)
+    resolved = _resolve_outcomes(list(cells.columns), outcomes, trials=trials, is_cells=True)
     problems: list[str] = []
     counts = [o for o, k in resolved.items() if k == "count"]
     if counts:

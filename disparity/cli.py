@@ -109,17 +109,15 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_collapse(args: argparse.Namespace) -> int:
-    from .cells import collapse
-    from .read import read_frame
-    from .validate import validate_pupils
+    from .collapse_sql import collapse_source
+    from .vocabulary import PUPIL_KEY
 
-    pupils = read_frame(args.pupils)
-    pupils = validate_pupils(pupils, required=tuple(args.by),
-                             **({"outcomes": args.outcomes} if args.outcomes else {}))
-    cells = collapse(pupils, by=args.by, outcomes=args.outcomes)
-    _write_frame(cells, args.output)
+    result = collapse_source(args.source, by=args.by, outcomes=args.outcomes, table=args.table,
+                             key=PUPIL_KEY, engine=args.engine)
+    _write_frame(result.cells, args.output)
     print(
-        f"collapsed {len(pupils):,} pupil-years into {len(cells):,} cells -> {args.output}",
+        f"collapsed {result.n_rows:,} pupil-years into {len(result.cells):,} cells "
+        f"({result.engine}) -> {args.output}",
         file=sys.stderr,
     )
     return 0
@@ -210,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
         "and representation indices of one outcome by one characteristic, within a unit.",
     )
     p.add_argument("data", type=Path, help="a DfE EES file, a pupils table or a cells table")
-    p.add_argument("--outcome", required=True, help="e.g. perm_excl, fixed_excl, one_plus_fixed")
+    p.add_argument("--outcome", required=True,
+                   help="pupils with the event: perm_excl, one_plus_fixed (DfE), any_susp")
     p.add_argument("--by", required=True, help="characteristic, e.g. ethnicity, fsm, sen, sex")
     p.add_argument("--unit", default=None, help="unit within which groups are compared: "
                    "region, la, school, year (default: national)")
@@ -222,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--school-type", default="Total", help="DfE files: school type (default Total)")
     p.add_argument("--min-n-size", type=int, default=None, help="IDEA minimum pupils (30)")
     p.add_argument("--min-cell-size", type=int, default=None, help="IDEA minimum events (10)")
-    p.add_argument("--threshold", type=float, default=None, help="risk-ratio flag threshold")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="flag groups whose risk ratio exceeds this (default: none, no flags; "
+                   "IDEA leaves the threshold to each State, commonly 2 or 3)")
     p.add_argument("--ci-prob", type=float, default=None, help="interval probability (0.95)")
     p.add_argument("-o", "--output", type=Path, default=None, help="CSV or Parquet to write")
     p.set_defaults(func=_cmd_rates)
@@ -244,13 +245,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("collapse", help="pupils -> cells (counts per combination)",
-                       description="Collapse a pupils table to cells, conserving pupils and "
-                       "every event count.")
-    p.add_argument("pupils", type=Path)
+                       description="Check a pupils table and collapse it to cells, conserving "
+                       "pupils and every event count. Parquet files and databases are "
+                       "collapsed where they are (DuckDB, or the database's engine): only the "
+                       "cells come back.")
+    p.add_argument("source", help="a CSV or Parquet file, a folder or glob of Parquet files "
+                   "('years/*.parquet'), duckdb://PATH or another database URL (with --table)")
     p.add_argument("--by", type=_csv_list, required=True, help="comma-separated columns")
     p.add_argument("--outcomes", type=_csv_list, default=None,
                    help="comma-separated outcomes (default: all known outcomes present)")
-    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--table", default=None, help="the table of pupil rows in a database")
+    p.add_argument("--engine", choices=("auto", "pandas", "engine"), default="auto",
+                   help="auto (default): pandas for CSV and small Parquet files, else the "
+                   "database engine (DuckDB for Parquet)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="cells CSV or Parquet")
     p.set_defaults(func=_cmd_collapse)
 
     p = sub.add_parser("validate", help="check a data file and report every problem",
@@ -338,6 +346,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("disparity: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not bad input: say so in one paragraph
+        import os
+
+        if os.environ.get("DISPARITY_DEBUG"):
+            raise
+        print(f"disparity {args.command}: internal error ({type(exc).__name__}: {exc}). This "
+              "is a fault in disparity, not in your input; rerun with DISPARITY_DEBUG=1 for "
+              "the details and report them.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

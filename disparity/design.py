@@ -99,6 +99,11 @@ class Design:
     levels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: Reference level of each categorical formula variable (added to the contract).
     reference: Mapping[str, str] = field(default_factory=dict)
+    #: Upper end of each cell's event count (float64, same length as ``events``), or None
+    #: when every count is exact. A censored cell's count is only known to lie in
+    #: ``[events[i], events_upper[i]]`` (equal where observed exactly; a DfE ``x`` is
+    #: ``[1, 2]``); engines use the interval-censored likelihood (added to the contract).
+    events_upper: np.ndarray | None = None
 
     @property
     def n_cells(self) -> int:
@@ -128,11 +133,13 @@ def _sort_key_levels(values: list[Any]) -> list[Any]:
 
 def _check_values(spec: ModelSpec, cells: pd.DataFrame, used: list[str]) -> pd.DataFrame:
     """The shared check of a cells table (:func:`disparity.validate.validate_model_cells`:
-    what ``disparity validate`` checks), then missing values in the columns the model uses."""
+    what ``disparity validate`` checks; repeated rows are allowed here, so pupil rows can be
+    fitted directly, and refused where a model file's data are read), then missing values
+    in the columns the model uses."""
     from disparity.validate import validate_model_cells
 
     cells = validate_model_cells(cells, events=spec.events, trials=spec.trials,
-                                 family=spec.family)
+                                 family=spec.family, unique=False)
     problems: list[str] = []
     for col in used:
         na = cells[col].isna().to_numpy()
@@ -378,10 +385,12 @@ def build_design(spec: ModelSpec, cells: pd.DataFrame) -> Design:
             )
         )
 
+    events_upper = _events_upper(spec, data)
     return Design(
         family=spec.family,
         X=X,
         terms=terms,
+        events_upper=events_upper,
         events=data[spec.events].to_numpy(dtype=np.float64),
         trials=data[spec.trials].to_numpy(dtype=np.float64),
         groups=tuple(group_terms),
@@ -392,6 +401,28 @@ def build_design(spec: ModelSpec, cells: pd.DataFrame) -> Design:
         levels=levels_of,
         reference=reference_of,
     )
+
+
+def _events_upper(spec: ModelSpec, data: pd.DataFrame) -> np.ndarray | None:
+    """The largest value of each cell's event count, where some are censored (a column
+    ``<events>_upper``, as :mod:`disparity.model_data` writes for suppressed counts)."""
+    column = vocabulary.upper_column(spec.events)
+    if column not in data.columns:
+        return None
+    upper = pd.to_numeric(data[column], errors="coerce").to_numpy(dtype=np.float64)
+    events = data[spec.events].to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(upper) | (upper < events)
+    if spec.family == "binomial":
+        bad |= upper > data[spec.trials].to_numpy(dtype=np.float64)
+    if bad.any():
+        raise ValidationError(
+            [f"column {column!r}: {int(bad.sum())} row(s) (rows {_first_rows(bad)}) are "
+             f"missing, below {spec.events!r} or above the trials; it must hold the largest "
+             f"value each censored count can take (equal to {spec.events!r} where known)"],
+            what="cells for the model")
+    if np.array_equal(upper, events):
+        return None
+    return upper
 
 
 def _check_rank(X: np.ndarray, terms: tuple[str, ...], formula: str) -> None:

@@ -18,7 +18,7 @@ from dataclasses import replace
 import pandas as pd
 
 from disparity.design import build_design
-from disparity.engines import get_engine
+from disparity.engines import check_censored, get_engine
 from disparity.engines.base import Fit
 from disparity.model_data import ModelData, load_model_data
 from disparity.spec import ModelSpec, load_spec
@@ -71,5 +71,7 @@ def fit_model(
     design = build_design(spec, loaded.frame)
     if loaded.notes:
         design = replace(design, notes=(*design.notes, *loaded.notes))
-    fit = get_engine(spec.engine).fit(design, spec, progress=progress)
+    engine_module = get_engine(spec.engine)
+    check_censored(engine_module, spec.engine, design)
+    fit = engine_module.fit(design, spec, progress=progress)
     return replace(fit, diagnostics={**dict(fit.diagnostics), "data": loaded.summary()})

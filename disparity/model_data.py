@@ -11,6 +11,7 @@ import os
 import re
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -163,18 +164,17 @@ def _model_columns(spec: ModelSpec) -> list[str]:
     return list(dict.fromkeys(columns))
 
 
-def _collapse_pupils(frame: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, str]:
-    from disparity.cells import collapse
-
-    if spec.events in frame.columns:
+def _pupil_outcome_and_by(columns: list[str], spec: ModelSpec) -> tuple[str, list[str]]:
+    """The outcome column that counts into ``spec.events``, and the columns to collapse by."""
+    if spec.events in columns:
         outcome = spec.events  # a count outcome on pupil rows, e.g. n_susp
-    elif spec.events.startswith("n_") and spec.events[2:] in frame.columns:
+    elif spec.events.startswith("n_") and spec.events[2:] in columns:
         outcome = spec.events[2:]  # perm_excl counted into n_perm_excl
     else:
         raise SpecError(
             f"the pupils table has no outcome for events {spec.events!r}: expected a column "
             f"{spec.events[2:] if spec.events.startswith('n_') else spec.events!r} "
-            f"(columns are {', '.join(map(repr, frame.columns))}); set [model] events to "
+            f"(columns are {', '.join(map(repr, columns))}); set [model] events to "
             "'n_<outcome>' for a 0/1 outcome column '<outcome>'"
         )
     if events_column(outcome) != spec.events:
@@ -183,11 +183,11 @@ def _collapse_pupils(frame: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame
             f"{events_column(outcome)!r}; set [model] events = {events_column(outcome)!r}"
         )
     by = list(spec.data_options.get("collapse_by") or _model_columns(spec))
-    missing = [c for c in by if c not in frame.columns]
+    missing = [c for c in by if c not in columns]
     if missing:
         raise SpecError(
             f"cannot collapse the pupils table by {missing!r}: not among its columns "
-            f"({', '.join(map(repr, frame.columns))}); fix [data] collapse_by or the formula"
+            f"({', '.join(map(repr, columns))}); fix [data] collapse_by or the formula"
         )
     used = _model_columns(spec)
     absent = [c for c in used if c not in by]
@@ -196,10 +196,52 @@ def _collapse_pupils(frame: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame
             f"[data] collapse_by {by!r} leaves out {absent!r}, which the model uses; "
             "add them to collapse_by (or leave collapse_by out)"
         )
+    return outcome, by
+
+
+def _collapse_pupils(frame: pd.DataFrame, spec: ModelSpec) -> tuple[pd.DataFrame, str]:
+    from disparity.cells import collapse
+
+    outcome, by = _pupil_outcome_and_by([str(c) for c in frame.columns], spec)
     cells = collapse(frame, by, [outcome], trials=spec.trials)
     note = (f"{len(frame):,} pupil rows collapsed to {len(cells):,} cells by "
             f"{', '.join(by)} (events {spec.events} out of {spec.trials})")
     return cells, note
+
+
+def _collapse_source(path: Any, spec: ModelSpec) -> tuple[pd.DataFrame, str, int]:
+    """Pupil rows where they are (Parquet files, a glob, a database): checked, filtered
+    (``year``, ``keep``, ``where``) and grouped in the engine; only cells come back."""
+    from disparity.collapse_sql import collapse_source
+    from disparity.sources import source_columns
+
+    options = spec.data_options
+    columns = [str(c) for c in source_columns(path, table=options.get("table"))]
+    outcome, by = _pupil_outcome_and_by(columns, spec)
+    keep = {c: list(v) for c, v in dict(options.get("keep", {})).items()}
+    if "year" in options:
+        if YEAR not in columns:
+            raise SpecError(f"[data] year = {options['year']!r} was given but the pupils "
+                            f"source has no {YEAR!r} column; remove year or add the column")
+        keep[YEAR] = [_year_text(options["year"])]
+    kind = "count" if outcome == spec.events else "binary"
+    result = collapse_source(path, by, {outcome: kind}, table=options.get("table"),
+                             trials=spec.trials, keep=keep or None,
+                             where=options.get("where"))
+    note = (f"{result.n_rows:,} pupil rows collapsed to {len(result.cells):,} cells by "
+            f"{', '.join(by)} in {result.engine} (events {spec.events} out of {spec.trials})"
+            + (f"; [data] where = \"{options['where']}\" kept {result.n_rows:,} of "
+               f"{result.n_rows_read:,} rows" if options.get("where") else ""))
+    return result.cells, note, int(result.n_rows_read)
+
+
+def _is_source(path: Any) -> bool:
+    """A path the engine reads: Parquet, a folder, a glob, or a database URL."""
+    text = os.fspath(path)
+    if "://" in text or any(ch in text for ch in "*?["):
+        return True
+    p = Path(text)
+    return p.is_dir() or p.suffix.lower() in (".parquet", ".pq")
 
 
 def _drop_suppressed(
@@ -258,6 +300,155 @@ def _drop_suppressed(
         f"whose events are mostly in suppressed cells.{empty}"
     )
     return kept, n_cells, n_pupils, note
+
+
+#: Markers of a count suppressed for confidentiality (GSS and DfE): censored, not missing.
+CENSORED_MARKERS: tuple[str, ...] = ("x", "c", "[c]")
+#: The range a DfE ``x`` stands for.
+DFE_SUPPRESSED_RANGE: tuple[int, int] = (1, 2)
+
+
+def _is_censored_reason(reason: Any) -> bool:
+    if reason is None or (isinstance(reason, float) and np.isnan(reason)) or reason is pd.NA:
+        return False
+    marker = str(reason).split(":", 1)[0].strip().lower()
+    return marker in CENSORED_MARKERS
+
+
+def _censor_suppressed(
+    cells: pd.DataFrame, spec: ModelSpec, *, low_high: tuple[int, int],
+    totals: pd.DataFrame | None = None, unit: str | None = None, by: str | None = None,
+    partial: bool = False,
+) -> tuple[pd.DataFrame, int, int, list[str]]:
+    """Keep DfE cells whose event count is suppressed, as a count known to lie in
+    ``low_high`` (interval-censored), narrowed where the unit's published total allows.
+
+    Returns the cells (events at the lower bound, ``<events>_upper`` at the upper), the
+    cells and pupils dropped (headcount or event count missing for another reason), and
+    notes. Where the unit's total is published, the suppressed cells of the unit add up to
+    the total less its published cells (less than or equal to it where the breakdown leaves
+    pupils out, as ethnicity does for pupils aged 4 and under), so each cell's range is
+    narrowed to what that sum allows (with ``partial``, some groups were left out, and the
+    sum is only bounded).
+    """
+    from disparity.vocabulary import upper_column
+
+    events, trials = spec.events, spec.trials
+    notes: list[str] = []
+    reason = cells.get(f"{events}_missing")
+    censored = (cells[events].isna()
+                & (reason.map(_is_censored_reason) if reason is not None
+                   else pd.Series(False, index=cells.index))).to_numpy(dtype=bool)
+    no_trials = cells[trials].isna().to_numpy() if trials in cells.columns else \
+        np.zeros(len(cells), bool)
+    other_missing = cells[events].isna().to_numpy() & ~censored
+    drop = no_trials | other_missing
+    n_drop, pupils_drop = int(drop.sum()), 0
+    if n_drop:
+        pupils_drop = int(pd.to_numeric(cells.loc[drop, trials], errors="coerce").fillna(0).sum())
+        parts = []
+        if (no_trials & drop).any():
+            parts.append(f"{int(no_trials.sum()):,} whose headcount is suppressed (1 or 2 "
+                         "pupils: a cell cannot be fitted without its pupils)")
+        if other_missing[~no_trials].any():
+            parts.append(f"{int((other_missing & ~no_trials).sum()):,} whose {events} is "
+                         "not available for another reason")
+        notes.append(f"{n_drop:,} of {len(cells):,} DfE cells were left out: "
+                     + " and ".join(parts) + ".")
+    kept = cells.loc[~drop].copy()
+    cens = censored[~drop]
+    low, high = low_high
+    lower = kept[events].to_numpy(dtype=float, na_value=np.nan)
+    upper = lower.copy()
+    lower[cens], upper[cens] = low, high
+    if spec.family == "binomial" and trials in kept.columns:  # never more than the pupils
+        pupils = kept[trials].to_numpy(dtype=float)
+        upper = np.minimum(upper, pupils)
+        lower = np.minimum(lower, upper)
+    narrowed = 0
+    if totals is not None and unit is not None and cens.any() and unit in kept.columns:
+        from disparity.dfe import PARTITIONS
+
+        how = PARTITIONS.get(by or "", None)
+        if partial and how == "equal":  # some groups were left out ([data] keep)
+            how = "at_most"
+        keys = [c for c in ("year", unit) if c in kept.columns and c in totals.columns]
+        known = totals.dropna(subset=[events]).set_index(keys)[events]
+        for key, idx in kept.groupby(keys, sort=False).indices.items():
+            key = key if isinstance(key, tuple) else (key,)
+            mask = cens[idx]
+            if not mask.any() or how not in ("equal", "at_most"):
+                continue
+            try:
+                total = float(known.loc[key if len(keys) > 1 else key[0]])
+            except KeyError:
+                continue
+            rest = total - np.nansum(lower[idx][~mask])  # the suppressed cells' sum (or cap)
+            lo_i, hi_i = lower[idx][mask], upper[idx][mask]
+            new_hi = np.minimum(hi_i, rest - (lo_i.sum() - lo_i))
+            new_lo = np.maximum(lo_i, rest - (hi_i.sum() - hi_i)) if how == "equal" else lo_i
+            if (new_lo > new_hi).any():  # inconsistent published figures: keep the ranges
+                continue
+            changed = (new_lo != lo_i) | (new_hi != hi_i)
+            narrowed += int(changed.sum())
+            where = idx[mask]
+            lower[where], upper[where] = new_lo, new_hi
+    kept[events] = lower.astype(np.int64)
+    kept[upper_column(events)] = upper.astype(np.int64)
+    if trials in kept.columns:
+        kept[trials] = kept[trials].astype(np.int64)
+    n_cens = int(cens.sum())
+    if n_cens:
+        exact = int(((upper == lower) & cens).sum())
+        notes.append(
+            f"{n_cens:,} of {len(kept):,} cells have their {events} suppressed at source "
+            f"('x': {low} or {high}). They are kept: each enters the likelihood as a count "
+            f"known to lie between {low} and {high} (interval-censored), so no group or unit "
+            "is lost and rates are not biased down by leaving those cells out"
+            + (f"; the units' published totals narrowed {narrowed:,} of them"
+               + (f", {exact:,} to an exact count" if exact else "") if narrowed else "")
+            + ".")
+    return kept.reset_index(drop=True), n_drop, pupils_drop, notes
+
+
+def _censored_markers(frame: pd.DataFrame, events: str) -> np.ndarray:
+    """Rows whose event count is a suppression marker (``x``, ``c``, ``[c]``)."""
+    if events not in frame.columns or pd.api.types.is_numeric_dtype(frame[events]):
+        return np.zeros(len(frame), dtype=bool)
+    text = frame[events].astype("string").str.strip().str.lower()
+    return text.isin(list(CENSORED_MARKERS)).fillna(False).to_numpy(dtype=bool)
+
+
+def _censor_marked(frame: pd.DataFrame, spec: ModelSpec, marked: np.ndarray,
+                   options: Any) -> tuple[pd.DataFrame, str]:
+    """A cells table's suppressed event counts as interval-censored counts (or dropped,
+    with ``[data] suppressed = "drop"``)."""
+    from disparity.vocabulary import upper_column
+
+    events = spec.events
+    low, high = tuple(options.get("suppressed_range", DFE_SUPPRESSED_RANGE))
+    n = int(marked.sum())
+    if options.get("suppressed", "censored") == "drop":
+        kept = frame.loc[~marked].reset_index(drop=True)
+        kept[events] = kept[events].astype(np.int64)
+        note = (f"{n:,} of {len(frame):,} cells with a suppressed {events} (x, c or [c]) "
+                "were dropped ([data] suppressed = 'drop'): rates are biased down, most for "
+                "groups whose events are mostly in those cells.")
+        warnings.warn(note, DataWarning, stacklevel=3)
+        return kept, note
+    out = frame.copy()
+    values = out[events].to_numpy(dtype=float, na_value=np.nan)
+    upper = values.copy()
+    values[marked], upper[marked] = low, high
+    if spec.family == "binomial" and spec.trials in out.columns:  # never more than the pupils
+        trials = out[spec.trials].to_numpy(dtype=float)
+        upper = np.minimum(upper, trials)
+        values = np.minimum(values, upper)
+    out[events] = values.astype(np.int64)
+    out[upper_column(events)] = upper.astype(np.int64)
+    return out, (f"{n:,} of {len(frame):,} cells have their {events} suppressed (x, c or "
+                 f"[c]). They are kept: each enters the likelihood as a count known to lie "
+                 f"between {low} and {high} (interval-censored), so no cell is lost.")
 
 
 def load_model_data(
@@ -354,18 +545,32 @@ def load_model_data(
 
         source = str(path)
         if kind is None:
-            kind = _guess_kind(read_columns(path), spec)
+            if _is_source(path) and not Path(os.fspath(path)).is_file():
+                from disparity.sources import source_columns
+
+                kind = _guess_kind([str(c) for c in source_columns(
+                    path, table=options.get("table"))], spec)
+            else:
+                kind = _guess_kind(read_columns(path), spec)
+        if kind == "pupils" and _is_source(path):  # grouped where the rows are
+            frame, note, n_rows_read = _collapse_source(path, spec)
+            return ModelData(frame=frame, kind=kind, notes=(note,),
+                             n_rows_read=n_rows_read, source=source)
         if kind == "dfe":
             _, frame = read_data(path, kind="dfe")
         else:
             from disparity.read import read_frame
 
             frame = read_frame(path)
-            if kind == "cells":  # the check `disparity validate` makes, rows as in the file
-                from disparity.validate import validate_model_cells
+    censored_note = None
+    if kind == "cells":  # the check `disparity validate` makes, rows as in the file
+        from disparity.validate import validate_model_cells
 
-                frame = validate_model_cells(frame, events=spec.events, trials=spec.trials,
-                                             family=spec.family)
+        marked = _censored_markers(frame, spec.events)
+        frame = validate_model_cells(frame, events=spec.events, trials=spec.trials,
+                                     family=spec.family, allow_missing=bool(marked.any()))
+        if marked.any():
+            frame, censored_note = _censor_marked(frame, spec, marked, options)
     wrong = [k for k, kinds in (("by", ("dfe",)), ("unit", ("dfe",)),
                                 ("school_type", ("dfe",)), ("collapse_by", ("pupils",)))
              if k in options and kind not in kinds]
@@ -396,11 +601,24 @@ def load_model_data(
         if "keep" in options:  # before dropping, so the warning is about the cells kept
             cells, note = _keep_levels(cells, options["keep"], spec, kind)
             notes.append(note)
-        frame, n_dropped_cells, n_dropped_pupils, note = _drop_suppressed(
-            cells, spec, options.get("by"))
-        if note:
-            notes.append(note)
-            warnings.warn(note, DataWarning, stacklevel=2)
+        if options.get("suppressed", "censored") == "drop":
+            frame, n_dropped_cells, n_dropped_pupils, note = _drop_suppressed(
+                cells, spec, options.get("by"))
+            if note:
+                notes.append(note)
+                warnings.warn(note, DataWarning, stacklevel=2)
+        else:
+            totals = None
+            if options.get("unit") not in (None, "national"):
+                totals = dfe_cells(frame, by=None, unit=options.get("unit"),
+                                   year=options.get("year"),
+                                   school_type=options.get("school_type", "Total"))
+            frame, n_dropped_cells, n_dropped_pupils, more = _censor_suppressed(
+                cells, spec, low_high=tuple(options.get("suppressed_range",
+                                                        DFE_SUPPRESSED_RANGE)),
+                totals=totals, unit=options.get("unit"), by=options.get("by"),
+                partial="keep" in options)
+            notes += more
     else:
         if "year" in options:
             frame = _keep_year(frame, options["year"], kind)
@@ -408,8 +626,17 @@ def load_model_data(
             frame, note = _keep_levels(frame, options["keep"], spec, kind)
             notes.append(note)
     if kind == "pupils":
+        if options.get("where"):
+            from disparity.formula import parse_filter
+
+            keep_rows = parse_filter(options["where"]).mask(frame)
+            notes.append(f"[data] where = \"{options['where']}\" kept {int(keep_rows.sum()):,} "
+                         f"of {len(frame):,} pupil rows")
+            frame = frame.loc[keep_rows].reset_index(drop=True)
         frame, note = _collapse_pupils(frame, spec)
         notes.append(note)
+    if censored_note:
+        notes.append(censored_note)
     return ModelData(frame=frame, kind=kind, notes=tuple(notes), n_rows_read=n_rows_read,
                      n_dropped_cells=n_dropped_cells, n_dropped_pupils=n_dropped_pupils,
                      source=source)

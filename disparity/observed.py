@@ -62,11 +62,16 @@ def crude_rows(cells: pd.DataFrame, spec: Any, variable: str, levels: tuple[str,
             "note": np.where(e1 > 0, "", "no events: no interval"),
         }, index=sums.index.astype(str))
         methods = ("poisson", "wald")
+    censored = _censored_levels(cells, spec, variable)
     rows = []
     for level in levels:
         if level == reference or level not in out.index:
             continue
-        r = out.loc[level]
+        r = out.loc[level].copy()
+        if level in censored or reference in censored:  # a count suppressed at source
+            r[["risk", "comparison_risk", "risk_ratio", "conf_low", "conf_high",
+               "risk_difference", "rd_low", "rd_high", "n_events"]] = np.nan
+            r["note"] = "not available: includes counts suppressed at source"
         base = {"term": terms.get(level, f"{variable}[T.{level}]"), "ci_prob": ci_prob,
                 "engine": "", "variable": variable, "level": level, "reference": reference,
                 "rate": r["risk"], "rate_reference": r["comparison_risk"],
@@ -166,6 +171,10 @@ def unit_standardised_rows(fit: Any, design: Any, group: Any) -> pd.DataFrame:
     expected = np.bincount(idx, weights=trials * rate, minlength=group.n_levels)
     observed = np.bincount(idx, weights=events, minlength=group.n_levels)
     n = np.bincount(idx, weights=trials, minlength=group.n_levels)
+    if getattr(design, "events_upper", None) is not None:  # suppressed at source: unknown
+        high = np.bincount(idx, weights=np.asarray(design.events_upper, dtype=float),
+                           minlength=group.n_levels)
+        observed = np.where(high == observed, observed, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = observed / expected
         observed_rate = observed / n
@@ -177,3 +186,16 @@ def unit_standardised_rows(fit: Any, design: Any, group: Any) -> pd.DataFrame:
         "observed_rate": observed_rate, "method": "indirect standardisation (fixed effects)",
         "expected_events": expected,
     }).reindex(columns=list(UNIT_COLUMNS))
+
+
+def _censored_levels(cells: pd.DataFrame, spec: Any, variable: str) -> set[str]:
+    """Levels of ``variable`` whose event count includes a count suppressed at source (an
+    ``<events>_upper`` above the events in some cell)."""
+    from disparity.vocabulary import upper_column
+
+    column = upper_column(spec.events)
+    if column not in cells.columns:
+        return set()
+    gap = (pd.to_numeric(cells[column]).to_numpy(dtype=float)
+           != pd.to_numeric(cells[spec.events]).to_numpy(dtype=float))
+    return set(cells.loc[gap, variable].astype(str))

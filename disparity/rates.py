@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import config
-from .errors import ValidationError
+from .errors import SpecError, ValidationError
 from .vocabulary import YEAR, events_column
 
 #: DfE geographic units accepted by ``unit`` for DfE files.
@@ -90,6 +90,14 @@ def rates_table(
     from .measures import disproportionality
     from .read import read_data
 
+    counts_of_events = {"fixed_excl": "one_plus_fixed", "n_susp": "any_susp",
+                        "susp": "any_susp", "n_fixed_excl": "n_one_plus_fixed"}
+    if outcome in counts_of_events:
+        raise SpecError(
+            f"outcome {outcome!r} counts events (a pupil can be suspended several times), so "
+            "it has no risk or risk ratio: a risk counts pupils with at least one event. Use "
+            f"--outcome {counts_of_events[outcome]} (pupils with one or more), or a model with "
+            "a count family (poisson or negative_binomial) for suspensions per pupil")
     comparison = comparison or ("reference" if reference is not None else "others")
     year = _normalise_year(year)
     kind, frame = read_data(path, kind=kind)
@@ -127,7 +135,7 @@ def rates_table(
                                    unique=False)
             cells = _filter_year(cells, year)
 
-    return disproportionality(
+    table = disproportionality(
         cells,
         outcome=outcome,
         by=by,
@@ -140,3 +148,15 @@ def rates_table(
         threshold=threshold,
         unit_totals=unit_totals,
     )
+    return _with_la_names(table, cells)
+
+
+def _with_la_names(table: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """``la_name`` beside each ``la`` code, where the data name the LAs."""
+    if "la" not in table.columns or "la_name" not in cells.columns or "la_name" in table:
+        return table
+    names = cells[["la", "la_name"]].dropna().drop_duplicates("la", keep="last")
+    out = table.merge(names, on="la", how="left")
+    columns = list(table.columns)
+    columns.insert(columns.index("la") + 1, "la_name")
+    return out[columns]

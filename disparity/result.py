@@ -421,7 +421,12 @@ def _estimands(spec: ModelSpec, settings: ReportSettings, design: Design, fit: F
 
 
 def _spec_facts(spec: Any, design: Any, fit: Any) -> dict[str, Any]:
+    upper = getattr(design, "events_upper", None)
+    censored = 0 if upper is None else int(np.sum(np.asarray(upper) != design.events))
     return {
+        "censored_cells": censored,
+        "censoring": next((n for n in design.notes if "suppressed at source" in n
+                           or "interval-censored" in n), ""),
         "name": spec.name,
         "description": spec.description,
         "family": spec.family,

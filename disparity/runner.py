@@ -81,7 +81,7 @@ def fit_result(
     [10.0]
     """
     from disparity.design import build_design
-    from disparity.engines import get_engine
+    from disparity.engines import check_censored, get_engine
     from disparity.model_data import load_model_data
 
     spec, model_file = _spec(model, engine)
@@ -96,7 +96,9 @@ def fit_result(
         if loaded.notes:
             design = replace(design, notes=(*design.notes, *loaded.notes))
         say(f"fitting with the {spec.engine} engine")
-        fit = get_engine(spec.engine).fit(design, spec, progress=progress)
+        engine_module = get_engine(spec.engine)
+        check_censored(engine_module, spec.engine, design)
+        fit = engine_module.fit(design, spec, progress=progress)
         result = build_result(spec, loaded, design, fit, settings=settings, scope=scope,
                               progress=say, model_file=model_file)
     run_warnings = tuple(dict.fromkeys(

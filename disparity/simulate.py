@@ -15,7 +15,8 @@ The generative story, in order:
    the rest primary (reception to year 6). With ``n_trusts > 0`` about 35 % of primary and
    75 % of secondary schools join a multi-academy **trust** (``T0001`` ...); trusts draw most
    of their schools from a home LA and some from anywhere, so trusts span LAs. Other schools
-   have trust ``"none"``.
+   are standalone: their ``trust`` is missing (not a level: standalone schools do not form one
+   big trust) and they get no trust effect; ``truth["trusts"]`` lists each trust's schools.
 3. **Pupils** get a school (multinomial over school sizes), a national-curriculum year for
    the school's phase, a sex, an ethnicity from their LA's composition, then FSM
    (logistic in school and pupil deprivation and ethnicity), SEN (multinomial logistic in sex
@@ -59,7 +60,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -68,6 +69,7 @@ from . import config
 from .errors import DisparityError
 from .vocabulary import (
     ANY_SUSP,
+    CHARACTERISTICS,
     CIN,
     CIN_LEVELS,
     ETHNICITY,
@@ -96,7 +98,10 @@ __all__ = [
     "NC_YEAR_LEVELS",
     "NC_YEAR_EFFECTS",
     "Truth",
+    "LaterOutcomes",
+    "OffRollingTruth",
     "Simulation",
+    "simulate_off_rolling",
     "simulate_pupils",
     "year_label",
 ]
@@ -341,6 +346,221 @@ class Truth:
         )
 
 
+# --------------------------------------------------------------------------- later outcomes
+#: Outcomes after exclusion, drawn for pupils in year 11 with ``later_outcomes``.
+GOOD_GCSE = "good_gcse"
+NEET_16_17 = "neet_16_17"
+#: A pupil's exclusion history in the year (permanent exclusion overrides suspension).
+EXCLUSION_HISTORY = "exclusion_history"
+EXCLUSION_HISTORY_LEVELS: tuple[str, ...] = ("none", "suspended", "permanent")
+#: Placed in alternative provision (AP, a PRU or other AP) during the year.
+ALT_PROVISION = "alt_provision"
+ALT_PROVISION_LEVELS: tuple[str, ...] = ("no", "yes")
+_LATER_LEVELS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {**LEVELS, EXCLUSION_HISTORY: EXCLUSION_HISTORY_LEVELS, ALT_PROVISION: ALT_PROVISION_LEVELS}
+)
+_LATER_REFERENCE: Mapping[str, str] = MappingProxyType(
+    {**REFERENCE, EXCLUSION_HISTORY: "none", ALT_PROVISION: "no"}
+)
+
+_GCSE_EFFECTS = {
+    ETHNICITY: {
+        "Irish": 0.2, "Traveller of Irish heritage": -1.6, "Gypsy/Roma": -1.5,
+        "White and Black Caribbean": -0.3, "White and Black African": 0.1,
+        "White and Asian": 0.3, "Any other Mixed background": 0.1, "Indian": 0.7,
+        "Bangladeshi": 0.3, "Any other Asian background": 0.5, "Black Caribbean": -0.3,
+        "Black African": 0.2, "Any other Black background": -0.1, "Chinese": 1.2,
+        "Any other ethnic group": 0.1, "Unclassified": -0.3,
+    },
+    SEN: {"support": -1.5, "ehcp": -2.6},
+    FSM: {"yes": -0.9},
+    CIN: {"yes": -1.1},
+    SEX: {"male": -0.3},
+    EXCLUSION_HISTORY: {"suspended": -1.0, "permanent": -1.8},
+    ALT_PROVISION: {"yes": -1.6},
+}
+_NEET_EFFECTS = {
+    ETHNICITY: {
+        "Traveller of Irish heritage": 1.0, "Gypsy/Roma": 1.0, "White and Black Caribbean": 0.2,
+        "Indian": -0.8, "Pakistani": -0.3, "Bangladeshi": -0.5,
+        "Any other Asian background": -0.6, "Black African": -0.4, "Chinese": -0.9,
+        "Any other White background": -0.3,
+    },
+    SEN: {"support": 0.6, "ehcp": 0.9},
+    FSM: {"yes": 0.7},
+    CIN: {"yes": 0.9},
+    SEX: {"male": 0.15},
+    EXCLUSION_HISTORY: {"suspended": 0.6, "permanent": 1.0},
+    ALT_PROVISION: {"yes": 1.1},
+}
+
+
+@dataclass(frozen=True)
+class LaterOutcomes:
+    """How the outcomes after exclusion are drawn (``simulate_pupils(later_outcomes=...)``).
+
+    For every pupil, ``exclusion_history`` is ``"permanent"`` if permanently excluded in the
+    year, else ``"suspended"`` if suspended at least once, else ``"none"``; and
+    ``alt_provision`` is ``"yes"`` with probability ``ap_after_permanent`` for a permanently
+    excluded pupil, else with probability ``expit(ap_intercept + ap_effects . x)`` (``x``:
+    suspended, any SEN, FSM, CIN indicators). For pupils in year 11, ``good_gcse`` (a good
+    pass in English and maths) and ``neet_16_17`` (not in education, employment or training
+    at 16-17) are Bernoulli with logit
+    ``intercept + characteristics + exclusion_history + alt_provision + u_la + u_school``,
+    ``u ~ N(0, sd)`` drawn separately for each outcome. Other pupils' later outcomes are
+    missing.
+
+    In these data the effects are causal by construction. In real data the same model
+    estimates associations only: pupils who are excluded or placed in AP differ in ways no
+    recorded characteristic captures, and the Timpson Review (2019) found no evidence that
+    exclusion causes later harms such as crime.
+
+    Attributes
+    ----------
+    intercept : mapping
+        ``{"good_gcse": ..., "neet_16_17": ...}`` log-odds of the reference pupil.
+    effects : mapping
+        ``{outcome: {variable: {level: log-odds ratio}}}``; variables are the pupil
+        characteristics, ``exclusion_history`` and ``alt_provision``.
+    sd_la, sd_school : float
+    ap_after_permanent : float
+    ap_intercept : float
+    ap_effects : mapping
+        ``{"suspended": ..., "sen": ..., "fsm": ..., "cin": ...}`` log-odds shifts of AP
+        placement for pupils not permanently excluded.
+
+    Examples
+    --------
+    >>> LaterOutcomes().effects["good_gcse"]["exclusion_history"]["permanent"]
+    -1.8
+    """
+
+    intercept: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType({GOOD_GCSE: 1.2, NEET_16_17: -3.3}))
+    effects: Mapping[str, Mapping[str, Mapping[str, float]]] = field(
+        default_factory=lambda: MappingProxyType(
+            {GOOD_GCSE: _frozen(_GCSE_EFFECTS), NEET_16_17: _frozen(_NEET_EFFECTS)}))
+    sd_la: float = 0.15
+    sd_school: float = 0.35
+    ap_after_permanent: float = 0.9
+    ap_intercept: float = -6.0
+    ap_effects: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType(
+            {"suspended": 2.0, SEN: 0.7, FSM: 0.5, CIN: 0.6}))
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("sd_la", "sd_school"):
+            v = getattr(self, name)
+            if not (v >= 0 and math.isfinite(v)):
+                problems.append(f"{name} must be a finite number >= 0, got {v!r}")
+        if not 0 <= self.ap_after_permanent <= 1:
+            problems.append(f"ap_after_permanent must lie in [0, 1], got "
+                            f"{self.ap_after_permanent!r}")
+        for o in (GOOD_GCSE, NEET_16_17):
+            if o not in self.intercept or o not in self.effects:
+                problems.append(f"intercept and effects need an entry for {o!r}")
+                continue
+            for var, levels in self.effects[o].items():
+                if var not in _LATER_LEVELS:
+                    problems.append(f"effects[{o!r}] names variable {var!r}; valid: "
+                                    f"{', '.join(_LATER_LEVELS)}")
+                    continue
+                bad = [lv for lv in levels if lv not in _LATER_LEVELS[var]]
+                if bad or levels.get(_LATER_REFERENCE[var], 0.0) != 0.0:
+                    problems.append(f"effects[{o!r}][{var!r}]: levels must be among "
+                                    f"{', '.join(_LATER_LEVELS[var])}, the reference "
+                                    f"{_LATER_REFERENCE[var]!r} with effect 0")
+        unknown = [k for k in self.ap_effects if k not in ("suspended", SEN, FSM, CIN)]
+        if unknown:
+            problems.append(f"ap_effects names {unknown}; valid: suspended, sen, fsm, cin")
+        if problems:
+            raise DisparityError("invalid LaterOutcomes: " + "; ".join(problems))
+
+
+def _later_outcomes(later: LaterOutcomes, seed: int, parts: Mapping[str, np.ndarray],
+                    school_la: np.ndarray, n_las: int, n_schools: int,
+                    ) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+    """Exclusion history, AP placement and year-11 outcomes, from a stream of their own.
+
+    The draws use ``SeedSequence(seed, spawn_key=(1,))``, so the other columns are the same
+    as without ``later_outcomes``.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+    effects = {o: {LA: rng.normal(0.0, later.sd_la, n_las),
+                   SCHOOL: rng.normal(0.0, later.sd_school, n_schools)}
+               for o in (GOOD_GCSE, NEET_16_17)}
+    perm = parts[PERM_EXCL].astype(bool)
+    history = np.where(perm, 2, parts[ANY_SUSP].astype(np.int8)).astype(np.int8)
+    x = {"suspended": history == 1, SEN: parts["sen"] > 0, FSM: parts["fsm"] == 1,
+         CIN: parts["cin"] == 1}
+    eta = np.full(perm.size, later.ap_intercept)
+    for k, b in later.ap_effects.items():
+        eta += b * x[k]
+    u = rng.random(perm.size)
+    ap = np.where(perm, u < later.ap_after_permanent, u < _expit(eta)).astype(np.int8)
+    codes = {ETHNICITY: parts["eth"], SEN: parts["sen"], FSM: parts["fsm"], CIN: parts["cin"],
+             SEX: parts["sex"], EXCLUSION_HISTORY: history, ALT_PROVISION: ap}
+    year11 = parts["nc"] == NC_YEAR_LEVELS.index("11")
+    school = parts["school"]
+    columns: dict[str, Any] = {
+        EXCLUSION_HISTORY: pd.Categorical.from_codes(history,
+                                                     categories=list(EXCLUSION_HISTORY_LEVELS)),
+        ALT_PROVISION: pd.Categorical.from_codes(ap, categories=list(ALT_PROVISION_LEVELS)),
+    }
+    for o in (GOOD_GCSE, NEET_16_17):
+        eta = np.full(int(year11.sum()), float(later.intercept[o]))
+        for var, c in codes.items():
+            eta += _lookup(_LATER_LEVELS[var], later.effects[o].get(var, {}))[c[year11]]
+        eta += effects[o][LA][school_la[school[year11]]] + effects[o][SCHOOL][school[year11]]
+        drawn = (rng.random(eta.size) < _expit(eta)).astype(np.int8)
+        values = pd.array(np.zeros(perm.size, dtype=np.int8), dtype="Int8")
+        values[year11] = drawn
+        values[~year11] = pd.NA
+        columns[o] = values
+    return columns, effects
+
+
+def _later_truth(later: LaterOutcomes, effects: Mapping[str, Mapping[str, np.ndarray]],
+                 n_las: int, n_schools: int) -> dict[str, Any]:
+    la_labels = _codes_labels("LA", n_las, 3)
+    school_labels = _codes_labels("S", n_schools, 5)
+    terms = [ETHNICITY, SEN, FSM, CIN, SEX, EXCLUSION_HISTORY, ALT_PROVISION]
+    out: dict[str, Any] = {}
+    for o in (GOOD_GCSE, NEET_16_17):
+        e = effects[o]
+        out[o] = {
+            "family": "binomial",
+            "link": "logit",
+            "population": "pupils in nc_year 11 (missing for every other pupil)",
+            "formula": f"{o} ~ " + " + ".join(terms + ["(1 | la)", "(1 | school)"]),
+            "coefficients": _patsy_coefficients(later.intercept[o], later.effects[o],
+                                                _LATER_LEVELS, _LATER_REFERENCE),
+            "group_sd": {LA: float(later.sd_la), SCHOOL: float(later.sd_school)},
+            "realised_sd": {k: float(np.std(e[k], ddof=1)) if e[k].size > 1 else None
+                            for k in (LA, SCHOOL)},
+            "effects": {LA: _effects_json(e[LA], la_labels),
+                        SCHOOL: _effects_json(e[SCHOOL], school_labels)},
+        }
+    out[ALT_PROVISION] = {
+        "model": (
+            "alt_provision = yes with probability ap_after_permanent for a permanently "
+            "excluded pupil, else with probability expit(ap_intercept + ap_effects . x), x = "
+            "indicators of suspended (exclusion_history), any SEN, FSM and CIN"),
+        "ap_after_permanent": float(later.ap_after_permanent),
+        "ap_intercept": float(later.ap_intercept),
+        "ap_effects": {k: float(v) for k, v in later.ap_effects.items()},
+    }
+    out["later_outcomes_note"] = (
+        "good_gcse and neet_16_17 depend on exclusion_history and alt_provision through the "
+        "coefficients above, so in these synthetic data the adjusted gaps are causal by "
+        "construction. In real data a model of the same form estimates associations, not "
+        "effects of exclusion: the Timpson Review (2019) found no evidence that exclusion "
+        "causes crime."
+    )
+    return out
+
+
 # --------------------------------------------------------------------------- result
 @dataclass(frozen=True, eq=False)
 class Simulation:
@@ -405,6 +625,81 @@ class Simulation:
 
 
 # --------------------------------------------------------------------------- simulation
+#: FSM log-odds shifts by ethnicity (composition only, not part of any outcome model).
+_FSM_ETHNICITY_SHIFTS: Mapping[str, float] = MappingProxyType(
+    {"Traveller of Irish heritage": 1.6, "Gypsy/Roma": 1.4, "White and Black Caribbean": 0.8,
+     "Black Caribbean": 0.6, "Black African": 0.4, "Bangladeshi": 0.5, "Pakistani": 0.3,
+     "Any other ethnic group": 0.4, "Indian": -0.9, "Chinese": -0.7,
+     "Any other White background": -0.3}
+)
+
+
+class _Places(NamedTuple):
+    """LAs and the schools nested in them (schools sorted by LA)."""
+
+    la_weight: np.ndarray
+    la_shares: np.ndarray
+    school_la: np.ndarray
+    secondary: np.ndarray
+    size: np.ndarray
+    school_dep: np.ndarray
+
+
+def _draw_places(rng: np.random.Generator, n_las: int, n_schools: int,
+                 ethnicity_concentration: float, secondary_share: float = 0.17) -> _Places:
+    """LAs (size, deprivation, ethnic composition) and schools nested in them."""
+    shares = np.array([ETHNICITY_SHARES[e] for e in ETHNICITY_LEVELS])
+    la_weight = rng.lognormal(0.0, 0.5, n_las)
+    la_dep = rng.normal(0.0, 0.35, n_las)
+    if math.isinf(ethnicity_concentration):
+        la_shares = np.tile(shares, (n_las, 1))
+    else:
+        la_shares = rng.dirichlet(ethnicity_concentration * shares, size=n_las)
+        la_shares /= la_shares.sum(axis=1, keepdims=True)
+    n_first = min(n_las, n_schools)
+    school_la = np.r_[
+        np.arange(n_first), rng.choice(n_las, n_schools - n_first, p=la_weight / la_weight.sum())
+    ]
+    school_la.sort()
+    secondary = rng.random(n_schools) < secondary_share
+    size = np.where(secondary, 3.4 * rng.lognormal(0.0, 0.35, n_schools),
+                    rng.lognormal(0.0, 0.45, n_schools))
+    school_dep = la_dep[school_la] + rng.normal(0.0, 0.5, n_schools)
+    return _Places(la_weight, la_shares, school_la, secondary, size, school_dep)
+
+
+def _draw_characteristics(rng: np.random.Generator, school: np.ndarray, la: np.ndarray,
+                          school_dep: np.ndarray, la_shares: np.ndarray,
+                          fsm_eth: np.ndarray) -> dict[str, np.ndarray]:
+    """Sex, ethnicity, FSM, SEN and CIN codes of pupils sorted by school (schools by LA)."""
+    n = school.size
+    sex = (rng.random(n) < 0.51).astype(np.int8)  # 1 = male
+    # ethnicity from the LA's composition
+    eth = np.empty(n, dtype=np.int8)
+    bounds = np.searchsorted(la, np.arange(la_shares.shape[0] + 1))
+    for j in range(la_shares.shape[0]):
+        lo, hi = bounds[j], bounds[j + 1]
+        if hi > lo:
+            eth[lo:hi] = rng.choice(la_shares.shape[1], hi - lo, p=la_shares[j])
+    # FSM: school and pupil deprivation, ethnicity
+    x = rng.standard_normal(n)
+    x += school_dep[school]
+    x *= 1.1
+    x += -2.25 + fsm_eth[eth]
+    fsm = (rng.random(n) < _expit(x)).astype(np.int8)
+    # SEN: multinomial logistic in sex and FSM (none / support / ehcp)
+    l_sup = np.exp(-2.45 + 0.55 * sex + 0.75 * fsm)
+    l_ehc = np.exp(-4.05 + 0.9 * sex + 0.6 * fsm)
+    denom = 1.0 + l_sup + l_ehc
+    u = rng.random(n) * denom
+    sen = ((u > 1.0).astype(np.int8) + (u > 1.0 + l_sup)).astype(np.int8)
+    del l_sup, l_ehc, denom, u
+    # CIN: FSM and SEN
+    x = -4.15 + 1.5 * fsm + 0.9 * (sen > 0)
+    cin = (rng.random(n) < _expit(x)).astype(np.int8)
+    return {"eth": eth, "sen": sen, "fsm": fsm, "cin": cin, "sex": sex}
+
+
 def _expit(x: np.ndarray) -> np.ndarray:
     out = np.negative(x)
     np.exp(out, out=out)
@@ -421,6 +716,9 @@ def _codes_labels(prefix: str, n: int, width: int) -> list[str]:
     return [f"{prefix}{i:0{width}d}" for i in range(1, n + 1)]
 
 
+_FSM_ETHNICITY = _lookup(ETHNICITY_LEVELS, _FSM_ETHNICITY_SHIFTS)
+
+
 def simulate_pupils(
     n_pupils: int = 100_000,
     n_schools: int = 500,
@@ -432,6 +730,7 @@ def simulate_pupils(
     truth: Truth | None = None,
     la_varying_ethnicity_sd: float = 0.0,
     first_year: int = 2016,
+    later_outcomes: bool | LaterOutcomes = False,
 ) -> Simulation:
     """Simulate a national pupils table with known hierarchical exclusion models.
 
@@ -460,6 +759,12 @@ def simulate_pupils(
         SD of LA-specific deviations of every non-reference ethnicity effect (0: none).
     first_year : int
         Calendar year in which the first academic year starts.
+    later_outcomes : bool or LaterOutcomes
+        Add ``exclusion_history``, ``alt_provision`` and, for pupils in year 11,
+        ``good_gcse`` and ``neet_16_17`` (nullable ``Int8``, missing for other pupils),
+        drawn as :class:`LaterOutcomes` says (``True``: its defaults), with their truth
+        under the same names. They come from a random stream of their own: every other
+        column is the same as without them.
 
     Returns
     -------
@@ -494,6 +799,9 @@ def simulate_pupils(
                          ("n_las", n_las, 1), ("n_years", n_years, 1), ("n_trusts", n_trusts, 0)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
             problems.append(f"{name} must be a whole number >= {low}, got {v!r}")
+    if not isinstance(later_outcomes, (bool, LaterOutcomes)):
+        problems.append(f"later_outcomes must be True, False or a LaterOutcomes, got "
+                        f"{later_outcomes!r}")
     if not (la_varying_ethnicity_sd >= 0 and math.isfinite(la_varying_ethnicity_sd)):
         problems.append(f"la_varying_ethnicity_sd must be >= 0, got {la_varying_ethnicity_sd!r}")
     if problems:
@@ -501,27 +809,9 @@ def simulate_pupils(
 
     rng = np.random.default_rng(seed)
     n_eth = len(ETHNICITY_LEVELS)
-    shares = np.array([ETHNICITY_SHARES[e] for e in ETHNICITY_LEVELS])
-
-    # ---- local authorities
-    la_weight = rng.lognormal(0.0, 0.5, n_las)
-    la_dep = rng.normal(0.0, 0.35, n_las)
-    if math.isinf(truth.ethnicity_concentration):
-        la_shares = np.tile(shares, (n_las, 1))
-    else:
-        la_shares = rng.dirichlet(truth.ethnicity_concentration * shares, size=n_las)
-        la_shares /= la_shares.sum(axis=1, keepdims=True)
-
-    # ---- schools, nested in LAs and sorted by LA
-    n_first = min(n_las, n_schools)
-    school_la = np.r_[
-        np.arange(n_first), rng.choice(n_las, n_schools - n_first, p=la_weight / la_weight.sum())
-    ]
-    school_la.sort()
-    secondary = rng.random(n_schools) < 0.17
-    size = np.where(secondary, 3.4 * rng.lognormal(0.0, 0.35, n_schools),
-                    rng.lognormal(0.0, 0.45, n_schools))
-    school_dep = la_dep[school_la] + rng.normal(0.0, 0.5, n_schools)
+    places = _draw_places(rng, n_las, n_schools, truth.ethnicity_concentration)
+    la_weight, la_shares, school_la = places.la_weight, places.la_shares, places.school_la
+    secondary, size, school_dep = places.secondary, places.size, places.school_dep
 
     # ---- trusts: a home LA each; members mostly from it, some from anywhere
     school_trust = np.full(n_schools, -1, dtype=np.int64)
@@ -555,14 +845,7 @@ def simulate_pupils(
             e["la_ethnicity"] = v
         effects[o] = e
 
-    # FSM log-odds shifts by ethnicity (composition only, not part of any outcome model)
-    fsm_eth = _lookup(
-        ETHNICITY_LEVELS,
-        {"Traveller of Irish heritage": 1.6, "Gypsy/Roma": 1.4, "White and Black Caribbean": 0.8,
-         "Black Caribbean": 0.6, "Black African": 0.4, "Bangladeshi": 0.5, "Pakistani": 0.3,
-         "Any other ethnic group": 0.4, "Indian": -0.9, "Chinese": -0.7,
-         "Any other White background": -0.3},
-    )
+    fsm_eth = _FSM_ETHNICITY
     coef_arrays = {
         o: {var: _lookup(levels, truth.effects[o].get(var, {}))
             for var, levels in ((ETHNICITY, ETHNICITY_LEVELS), (SEN, SEN_LEVELS),
@@ -595,11 +878,9 @@ def simulate_pupils(
         SCHOOL: pd.Categorical.from_codes(parts["school"],
                                           categories=_codes_labels("S", n_schools, 5)),
     }
-    if n_trusts:
-        tcode = school_trust[parts["school"]]
-        tcode = np.where(tcode < 0, n_trusts, tcode)
+    if n_trusts:  # standalone schools (code -1) have a missing trust
         data[TRUST] = pd.Categorical.from_codes(
-            tcode, categories=[*_codes_labels("T", n_trusts, 4), "none"]
+            school_trust[parts["school"]], categories=_codes_labels("T", n_trusts, 4)
         )
     data[ETHNICITY] = pd.Categorical.from_codes(parts["eth"], categories=list(ETHNICITY_LEVELS))
     data[SEN] = pd.Categorical.from_codes(parts["sen"], categories=list(SEN_LEVELS))
@@ -610,16 +891,24 @@ def simulate_pupils(
     data[PERM_EXCL] = parts[PERM_EXCL]
     data[ANY_SUSP] = parts[ANY_SUSP]
     data[N_SUSP] = parts[N_SUSP]
+    later = LaterOutcomes() if later_outcomes is True else later_outcomes or None
+    if later is not None:
+        more, later_effects = _later_outcomes(later, seed, parts, school_la, n_las, n_schools)
+        data.update(more)
     pupils = pd.DataFrame(data, copy=False)
 
     truth_dict = _truth_dict(
-        truth, effects, years, n_las, n_schools, n_trusts, seed,
+        truth, effects, years, n_las, n_schools, school_trust if n_trusts else None, seed,
         dict(n_pupils=int(n_pupils), n_schools=int(n_schools), n_las=int(n_las),
              n_years=int(n_years), n_trusts=int(n_trusts), seed=int(seed),
              la_varying_ethnicity_sd=float(la_varying_ethnicity_sd),
              first_year=int(first_year)),
         la_varying_ethnicity_sd,
     )
+    if later is not None:
+        truth_dict["arguments"]["later_outcomes"] = True
+        truth_dict["reference"].update({EXCLUSION_HISTORY: "none", ALT_PROVISION: "no"})
+        truth_dict.update(_later_truth(later, later_effects, n_las, n_schools))
     return Simulation(pupils=pupils, truth=truth_dict)
 
 
@@ -634,36 +923,10 @@ def _draw_year(rng, t, n_pupils, size, secondary, school_la, school_dep, school_
     nc = np.where(sec, _PRIMARY_YEARS + rng.integers(0, _SECONDARY_YEARS, n),
                   rng.integers(0, _PRIMARY_YEARS, n)).astype(np.int8)
     del sec
-    sex = (rng.random(n) < 0.51).astype(np.int8)  # 1 = male
-
-    # ethnicity from the LA's composition (pupils are sorted by school, schools by LA)
     la = school_la[school]
-    eth = np.empty(n, dtype=np.int8)
-    bounds = np.searchsorted(la, np.arange(la_shares.shape[0] + 1))
-    for j in range(la_shares.shape[0]):
-        lo, hi = bounds[j], bounds[j + 1]
-        if hi > lo:
-            eth[lo:hi] = rng.choice(la_shares.shape[1], hi - lo, p=la_shares[j])
-
-    # FSM: school and pupil deprivation, ethnicity
-    x = rng.standard_normal(n)
-    x += school_dep[school]
-    x *= 1.1
-    x += -2.25 + fsm_eth[eth]
-    fsm = (rng.random(n) < _expit(x)).astype(np.int8)
-    # SEN: multinomial logistic in sex and FSM (none / support / ehcp)
-    l_sup = np.exp(-2.45 + 0.55 * sex + 0.75 * fsm)
-    l_ehc = np.exp(-4.05 + 0.9 * sex + 0.6 * fsm)
-    denom = 1.0 + l_sup + l_ehc
-    u = rng.random(n) * denom
-    sen = ((u > 1.0).astype(np.int8) + (u > 1.0 + l_sup)).astype(np.int8)
-    del l_sup, l_ehc, denom, u
-    # CIN: FSM and SEN
-    x = -4.15 + 1.5 * fsm + 0.9 * (sen > 0)
-    cin = (rng.random(n) < _expit(x)).astype(np.int8)
-
-    out = {"year": np.full(n, t, dtype=np.int8), "school": school, "eth": eth, "sen": sen,
-           "fsm": fsm, "cin": cin, "sex": sex, "nc": nc}
+    pupil = _draw_characteristics(rng, school, la, school_dep, la_shares, fsm_eth)
+    eth, sen, fsm, cin, sex = (pupil[k] for k in ("eth", "sen", "fsm", "cin", "sex"))
+    out = {"year": np.full(n, t, dtype=np.int8), "school": school, **pupil, "nc": nc}
     trust = school_trust[school] if (school_trust >= 0).any() else None
     eta_susp = None
     for o in _OUTCOMES_BINARY:
@@ -702,14 +965,28 @@ def _draw_year(rng, t, n_pupils, size, secondary, school_la, school_dep, school_
     return out
 
 
+def _patsy_coefficients(intercept: float, effects: Mapping[str, Mapping[str, float]],
+                        levels: Mapping[str, tuple[str, ...]],
+                        reference: Mapping[str, str]) -> dict[str, float]:
+    """``{"Intercept": ..., "var[T.level]": ...}`` for the pupil characteristics, then any
+    other variable of ``effects`` (in its order), every non-reference level named."""
+    coefs = {"Intercept": float(intercept)}
+    for var in (ETHNICITY, SEN, FSM, CIN, SEX, *(v for v in effects if v not in CHARACTERISTICS)):
+        for lv in levels[var]:
+            if lv != reference[var]:
+                coefs[f"{var}[T.{lv}]"] = float(effects.get(var, {}).get(lv, 0.0))
+    return coefs
+
+
 def _effects_json(values: np.ndarray, labels: list[str]) -> dict[str, float]:
     return {lab: float(v) for lab, v in zip(labels, values)}
 
 
-def _truth_dict(truth, effects, years, n_las, n_schools, n_trusts, seed, arguments,
+def _truth_dict(truth, effects, years, n_las, n_schools, school_trust, seed, arguments,
                 la_varying_ethnicity_sd) -> dict:
     la_labels = _codes_labels("LA", n_las, 3)
     school_labels = _codes_labels("S", n_schools, 5)
+    n_trusts = int(arguments["n_trusts"])
     trust_labels = _codes_labels("T", n_trusts, 4)
     reference = {k: REFERENCE[k] for k in (ETHNICITY, SEN, FSM, CIN, SEX)}
     reference[YEAR] = years[0]
@@ -743,12 +1020,23 @@ def _truth_dict(truth, effects, years, n_las, n_schools, n_trusts, seed, argumen
         "years": years,
         "ethnicity_shares_national": dict(ETHNICITY_SHARES),
     }
+    if school_trust is not None:
+        members: dict[str, list[str]] = {t: [] for t in trust_labels}
+        for s, t in enumerate(school_trust):
+            if t >= 0:
+                members[trust_labels[t]].append(school_labels[s])
+        out["trusts"] = {
+            "description": (
+                "Schools in each multi-academy trust. Every other school is standalone: its "
+                "trust is missing (NaN in the pupils' categorical trust column, an empty "
+                "field in CSV) and it gets no trust effect; the trust term applies to trust "
+                "schools only."
+            ),
+            "members": members,
+            "standalone": [school_labels[s] for s in np.flatnonzero(school_trust < 0)],
+        }
     for o in _OUTCOMES_BINARY:
-        coefs = {"Intercept": float(truth.intercept[o])}
-        for var in (ETHNICITY, SEN, FSM, CIN, SEX):
-            for lv in LEVELS[var]:
-                if lv != REFERENCE[var]:
-                    coefs[f"{var}[T.{lv}]"] = float(truth.effects[o].get(var, {}).get(lv, 0.0))
+        coefs = _patsy_coefficients(truth.intercept[o], truth.effects[o], LEVELS, REFERENCE)
         if truth.nc_year:
             for lv in NC_YEAR_LEVELS[1:]:
                 coefs[f"{NC_YEAR}[T.{lv}]"] = float(truth.nc_year[o].get(lv, 0.0))
@@ -809,3 +1097,314 @@ def _truth_dict(truth, effects, years, n_las, n_schools, n_trusts, seed, argumen
     if "la_varying" in susp:
         out[N_SUSP]["la_varying"] = susp["la_varying"]
     return out
+
+
+# --------------------------------------------------------------------------- off-rolling
+#: Where a Year 10 pupil on roll at the January census was a year later.
+DESTINATION = "destination"
+DESTINATION_LEVELS: tuple[str, ...] = (
+    "on_roll", "other_la", "other_mainstream", "ap_pru", "home_education", "unknown")
+#: Destinations of an explained loss (a family move or a move to another mainstream school).
+EXPLAINED_DESTINATIONS: tuple[str, ...] = ("other_la", "other_mainstream")
+#: Destinations of an unexplained loss: alternative provision or a PRU without a permanent
+#: exclusion, elective home education, or not known (Ofsted's concern about off-rolling).
+UNEXPLAINED_DESTINATIONS: tuple[str, ...] = ("ap_pru", "home_education", "unknown")
+ROLL_LOSS = "roll_loss"
+UNEXPLAINED_LOSS = "unexplained_loss"
+
+_OFF_ROLL_EFFECTS = {
+    ETHNICITY: {
+        "Traveller of Irish heritage": 1.3, "Gypsy/Roma": 1.3, "White and Black Caribbean": 0.3,
+        "Black Caribbean": 0.3, "Indian": -0.5, "Pakistani": -0.2, "Bangladeshi": -0.3,
+        "Chinese": -0.5, "Any other Asian background": -0.3, "Unclassified": 0.3,
+    },
+    SEN: {"support": 0.8, "ehcp": 0.5},
+    FSM: {"yes": 0.6},
+    CIN: {"yes": 1.0},
+    SEX: {"male": 0.2},
+}
+
+
+@dataclass(frozen=True)
+class OffRollingTruth:
+    """Generating parameters of :func:`simulate_off_rolling`.
+
+    Attributes
+    ----------
+    intercept : float
+        Log-odds of an unexplained loss for the reference pupil in an average school.
+    effects : mapping
+        ``{variable: {level: log-odds ratio}}`` of an unexplained loss.
+    sd_la, sd_school : float
+        SDs of the LA and school-in-LA effects on the log-odds of an unexplained loss.
+    explained_intercept : float
+        Log-odds of an explained loss (moving LA or to another mainstream school) among
+        pupils without an unexplained loss; ``explained_effects`` shifts it, and LAs differ
+        by ``sd_la_explained``.
+    explained_effects : mapping
+    sd_la_explained : float
+    destination_weights : mapping
+        Relative weights of the destinations within an unexplained and an explained loss.
+    home_education_shift, ap_shift_sen : float
+        Log-weight shifts: elective home education for Gypsy/Roma and Traveller of Irish
+        heritage pupils, AP or a PRU for pupils with any SEN.
+    ethnicity_concentration : float
+        As in :class:`Truth`, but 400 by default (40 in :class:`Truth`): with 40, a cohort
+        of 70,000 pupils in 40 LAs often has no Traveller of Irish heritage, Irish or
+        Chinese pupil with a loss (7 of 20 seeds), and a level with no events has an
+        infinite maximum-likelihood coefficient; with 400 and 140,000 pupils, none of 20.
+
+    Examples
+    --------
+    >>> OffRollingTruth().effects["cin"]["yes"]
+    1.0
+    """
+
+    intercept: float = -4.9
+    effects: Mapping[str, Mapping[str, float]] = field(
+        default_factory=lambda: _frozen(_OFF_ROLL_EFFECTS))
+    sd_la: float = 0.2
+    sd_school: float = 0.3
+    explained_intercept: float = -3.8
+    explained_effects: Mapping[str, Mapping[str, float]] = field(
+        default_factory=lambda: _frozen({FSM: {"yes": 0.4}, CIN: {"yes": 0.5}}))
+    sd_la_explained: float = 0.2
+    destination_weights: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType(
+            {"ap_pru": 0.35, "home_education": 0.40, "unknown": 0.25,
+             "other_la": 0.45, "other_mainstream": 0.55}))
+    home_education_shift: float = 1.0
+    ap_shift_sen: float = 0.5
+    ethnicity_concentration: float = 400.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("sd_la", "sd_school", "sd_la_explained"):
+            v = getattr(self, name)
+            if not (v >= 0 and math.isfinite(v)):
+                problems.append(f"{name} must be a finite number >= 0, got {v!r}")
+        for table in (self.effects, self.explained_effects):
+            for var, levels in table.items():
+                if var not in CHARACTERISTICS or var == "ethnicity_major":
+                    problems.append(f"effects name variable {var!r}; valid: "
+                                    f"{', '.join(c for c in CHARACTERISTICS)}")
+                    continue
+                bad = [lv for lv in levels if lv not in LEVELS[var]]
+                if bad or levels.get(REFERENCE[var], 0.0) != 0.0:
+                    problems.append(f"effects[{var!r}]: levels must be among "
+                                    f"{', '.join(LEVELS[var])}, the reference "
+                                    f"{REFERENCE[var]!r} with effect 0")
+        needed = set(UNEXPLAINED_DESTINATIONS) | set(EXPLAINED_DESTINATIONS)
+        w = self.destination_weights
+        if set(w) != needed or not all(v > 0 for v in w.values()):
+            problems.append(f"destination_weights needs a positive weight for each of "
+                            f"{sorted(needed)}, got {dict(w)!r}")
+        if problems:
+            raise DisparityError("invalid OffRollingTruth: " + "; ".join(problems))
+
+
+def simulate_off_rolling(
+    n_pupils: int = 70_000,
+    n_schools: int = 400,
+    n_las: int = 40,
+    *,
+    n_planted: int = 20,
+    planted_effect: float | Sequence[float] = 1.5,
+    seed: int = config.SEED,
+    truth: OffRollingTruth | None = None,
+    year: int = 2016,
+) -> Simulation:
+    """Simulate a Year 10 to Year 11 cohort in secondary schools, some planted with off-rolling.
+
+    Each pupil is on roll in Year 10 at the January census of ``year`` (academic year
+    ``year_label(year)``) and a year later is either still on roll or gone. An
+    **unexplained loss** (``unexplained_loss = 1``) is Bernoulli with logit
+
+    ``intercept + ethnicity + sen + fsm + cin + sex + u_la + u_school + planted_school``
+
+    (``u_la ~ N(0, sd_la)``, ``u_school ~ N(0, sd_school)``, ``planted_school`` the excess
+    log-odds of the planted schools, 0 elsewhere), and its destination is alternative
+    provision or a PRU, elective home education, or unknown. A pupil without one may leave
+    for an **explained** reason (another LA, another mainstream school; LA effects only).
+    ``roll_loss`` is any loss. So a binomial model of ``unexplained_loss`` with the pupils'
+    characteristics and school-in-LA effects is the true model, and the planted schools are
+    the ones it should flag.
+
+    Parameters
+    ----------
+    n_pupils : int
+        Pupils on roll in Year 10.
+    n_schools, n_las : int
+        Secondary schools, nested in LAs.
+    n_planted : int
+        Schools with excess unexplained loss, drawn at random.
+    planted_effect : float or sequence of float
+        Their excess log-odds (one for all, or one each).
+    seed : int
+    truth : OffRollingTruth, optional
+    year : int
+        Calendar year of the Year 10 census.
+
+    Returns
+    -------
+    Simulation
+        ``pupils``: ``pupil_id``, ``year``, ``la``, ``school``, the characteristics,
+        ``nc_year`` (``"10"``), ``destination`` (:data:`DESTINATION_LEVELS`), ``roll_loss``
+        and ``unexplained_loss`` (int8). ``truth``: the coefficients of
+        ``unexplained_loss`` (patsy names), group SDs, realised LA and school effects, the
+        planted schools (``truth["unexplained_loss"]["planted"]``: ``{school: excess}``
+        and ``planted_units``: ``{"LA/school": excess}``, as a ``la/school`` group term
+        labels them) and the destination model.
+
+    References
+    ----------
+    Ofsted (2019). *Off-rolling: exploring the issue*; Ofsted found about 300 schools
+    with unusually large losses of pupils between Year 10 and Year 11.
+
+    Examples
+    --------
+    >>> sim = simulate_off_rolling(5_000, n_schools=30, n_las=3, n_planted=2, seed=1)
+    >>> sorted(sim.pupils["destination"].cat.categories)[:2]
+    ['ap_pru', 'home_education']
+    >>> len(sim.truth["unexplained_loss"]["planted"])
+    2
+    """
+    truth = OffRollingTruth() if truth is None else truth
+    problems = []
+    for name, v, low in (("n_pupils", n_pupils, 1), ("n_schools", n_schools, 2),
+                         ("n_las", n_las, 1), ("n_planted", n_planted, 0)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
+            problems.append(f"{name} must be a whole number >= {low}, got {v!r}")
+    if not problems and n_planted > n_schools:
+        problems.append(f"n_planted ({n_planted}) exceeds n_schools ({n_schools})")
+    effect = np.atleast_1d(np.asarray(planted_effect, dtype=np.float64))
+    if effect.size == 1:
+        effect = np.full(max(int(n_planted), 0), float(effect[0]))
+    if effect.size != n_planted or not np.all(np.isfinite(effect)):
+        problems.append(f"planted_effect must be one finite number or {n_planted} of them, "
+                        f"got {planted_effect!r}")
+    if problems:
+        raise DisparityError("simulate_off_rolling: " + "; ".join(problems))
+
+    rng = np.random.default_rng(seed)
+    places = _draw_places(rng, n_las, n_schools, truth.ethnicity_concentration,
+                          secondary_share=1.0)
+    u_la = rng.normal(0.0, truth.sd_la, n_las)
+    u_school = rng.normal(0.0, truth.sd_school, n_schools)
+    u_la_explained = rng.normal(0.0, truth.sd_la_explained, n_las)
+    planted = np.sort(rng.choice(n_schools, int(n_planted), replace=False))
+    excess = np.zeros(n_schools)
+    excess[planted] = effect
+
+    counts = rng.multinomial(n_pupils, places.size / places.size.sum())
+    school = np.repeat(np.arange(n_schools, dtype=np.int32), counts)
+    la = places.school_la[school]
+    pupil = _draw_characteristics(rng, school, la, places.school_dep, places.la_shares,
+                                  _FSM_ETHNICITY)
+    codes = {ETHNICITY: pupil["eth"], SEN: pupil["sen"], FSM: pupil["fsm"],
+             CIN: pupil["cin"], SEX: pupil["sex"]}
+
+    def linear(intercept: float, effects: Mapping[str, Mapping[str, float]]) -> np.ndarray:
+        eta = np.full(school.size, float(intercept))
+        for var, c in codes.items():
+            eta += _lookup(LEVELS[var], effects.get(var, {}))[c]
+        return eta
+
+    eta_u = linear(truth.intercept, truth.effects) + u_la[la] + u_school[school] + excess[school]
+    unexplained = rng.random(school.size) < _expit(eta_u)
+    eta_e = linear(truth.explained_intercept, truth.explained_effects) + u_la_explained[la]
+    explained = ~unexplained & (rng.random(school.size) < _expit(eta_e))
+
+    # destination: a multinomial choice within each kind of loss
+    w = truth.destination_weights
+    log_w = np.tile(np.log([w[d] for d in UNEXPLAINED_DESTINATIONS]), (school.size, 1))
+    traveller = np.isin(pupil["eth"], [ETHNICITY_LEVELS.index("Gypsy/Roma"),
+                                       ETHNICITY_LEVELS.index("Traveller of Irish heritage")])
+    log_w[:, 1] += truth.home_education_shift * traveller
+    log_w[:, 0] += truth.ap_shift_sen * (pupil["sen"] > 0)
+    prob = np.exp(log_w - log_w.max(axis=1, keepdims=True))
+    prob /= prob.sum(axis=1, keepdims=True)
+    u = rng.random(school.size)
+    which_u = (u[:, None] > np.cumsum(prob, axis=1)[:, :-1]).sum(axis=1)
+    share_la = w["other_la"] / (w["other_la"] + w["other_mainstream"])
+    which_e = (rng.random(school.size) >= share_la).astype(np.int64)
+    destination = np.zeros(school.size, dtype=np.int8)  # on_roll
+    destination[explained] = 1 + which_e[explained]
+    destination[unexplained] = 3 + which_u[unexplained]
+
+    label = year_label(year)
+    la_labels = _codes_labels("LA", n_las, 3)
+    school_labels = _codes_labels("S", n_schools, 5)
+    data: dict[str, Any] = {
+        PUPIL_ID: np.arange(1, school.size + 1, dtype=np.int64),
+        YEAR: pd.Categorical.from_codes(np.zeros(school.size, dtype=np.int8),
+                                        categories=[label]),
+        LA: pd.Categorical.from_codes(la, categories=la_labels),
+        SCHOOL: pd.Categorical.from_codes(school, categories=school_labels),
+        ETHNICITY: pd.Categorical.from_codes(pupil["eth"], categories=list(ETHNICITY_LEVELS)),
+        SEN: pd.Categorical.from_codes(pupil["sen"], categories=list(SEN_LEVELS)),
+        FSM: pd.Categorical.from_codes(pupil["fsm"], categories=list(FSM_LEVELS)),
+        CIN: pd.Categorical.from_codes(pupil["cin"], categories=list(CIN_LEVELS)),
+        SEX: pd.Categorical.from_codes(pupil["sex"], categories=list(SEX_LEVELS)),
+        NC_YEAR: pd.Categorical.from_codes(
+            np.full(school.size, NC_YEAR_LEVELS.index("10"), dtype=np.int8),
+            categories=list(NC_YEAR_LEVELS)),
+        DESTINATION: pd.Categorical.from_codes(destination, categories=list(DESTINATION_LEVELS)),
+        ROLL_LOSS: (destination > 0).astype(np.int8),
+        UNEXPLAINED_LOSS: unexplained.astype(np.int8),
+    }
+    pupils = pd.DataFrame(data, copy=False)
+
+    terms = [ETHNICITY, SEN, FSM, CIN, SEX]
+    unit = {s: f"{la_labels[places.school_la[s]]}/{school_labels[s]}" for s in planted}
+    truth_dict: dict[str, Any] = {
+        "description": (
+            "Synthetic Year 10 to Year 11 cohort from disparity.simulate.simulate_off_rolling: "
+            "unexplained_loss (left for AP or a PRU, elective home education or an unknown "
+            "destination) is binomial in the pupils' characteristics with LA and school-in-LA "
+            "effects; planted schools have excess log-odds of unexplained loss."
+        ),
+        "seed": int(seed),
+        "arguments": dict(n_pupils=int(n_pupils), n_schools=int(n_schools), n_las=int(n_las),
+                          n_planted=int(n_planted), planted_effect=effect.tolist(),
+                          seed=int(seed), year=int(year)),
+        "reference": {k: REFERENCE[k] for k in terms},
+        "years": [label],
+        UNEXPLAINED_LOSS: {
+            "family": "binomial",
+            "link": "logit",
+            "formula": (f"{UNEXPLAINED_LOSS} ~ " + " + ".join(terms)
+                        + " + (1 | la) + (1 | la:school) + planted excess"),
+            "coefficients": _patsy_coefficients(truth.intercept, truth.effects, LEVELS,
+                                                REFERENCE),
+            "group_sd": {LA: float(truth.sd_la), SCHOOL: float(truth.sd_school)},
+            "realised_sd": {LA: float(np.std(u_la, ddof=1)) if n_las > 1 else None,
+                            SCHOOL: float(np.std(u_school, ddof=1))},
+            "effects": {LA: _effects_json(u_la, la_labels),
+                        SCHOOL: _effects_json(u_school, school_labels)},
+            "planted": {school_labels[s]: float(excess[s]) for s in planted},
+            "planted_units": {unit[s]: float(excess[s]) for s in planted},
+            "note": (
+                "A school's total effect on the log-odds is effects.school + planted (0 for "
+                "schools not planted); realised_sd is of effects.school alone."
+            ),
+        },
+        "explained_loss": {
+            "model": (
+                "among pupils without an unexplained loss, explained loss ~ Bernoulli(expit("
+                "explained_intercept + explained effects + LA effect)); destination other_la "
+                "or other_mainstream in the ratio of their weights"),
+            "coefficients": _patsy_coefficients(truth.explained_intercept,
+                                                truth.explained_effects, LEVELS, REFERENCE),
+            "sd_la": float(truth.sd_la_explained),
+        },
+        "destinations": {
+            "levels": list(DESTINATION_LEVELS),
+            "unexplained": list(UNEXPLAINED_DESTINATIONS),
+            "explained": list(EXPLAINED_DESTINATIONS),
+            "weights": {k: float(v) for k, v in truth.destination_weights.items()},
+            "home_education_shift_gypsy_roma_traveller": float(truth.home_education_shift),
+            "ap_shift_any_sen": float(truth.ap_shift_sen),
+        },
+    }
+    return Simulation(pupils=pupils, truth=truth_dict)

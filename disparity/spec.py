@@ -100,7 +100,10 @@ DEFAULT_PRIORS: Mapping[str, float] = FrozenMap(
 )
 
 _TOP_KEYS = ("name", "description", "data", "model", "fit", "priors", "report", "ladder")
-_DATA_KEYS = ("path", "kind", "by", "unit", "year", "school_type", "collapse_by", "keep")
+_DATA_KEYS = ("path", "kind", "by", "unit", "year", "school_type", "collapse_by", "keep",
+              "suppressed", "suppressed_range", "where", "table")
+#: What to do with a count suppressed at source (``[data] suppressed``).
+SUPPRESSED_CHOICES: tuple[str, ...] = ("censored", "drop")
 #: Kinds of data a model file may name in ``[data] kind``.
 DATA_KINDS: tuple[str, ...] = ("dfe", "pupils", "cells")
 #: Geographic units of ``[data] unit`` (DfE files).
@@ -111,6 +114,7 @@ _DATA_KEY_KINDS: Mapping[str, tuple[str, ...]] = {
     "unit": ("dfe",),
     "school_type": ("dfe",),
     "collapse_by": ("pupils",),
+    "where": ("pupils",),
 }
 _MODEL_KEYS = ("family", "events", "trials", "formula", "groups", "slopes", "reference")
 _FIT_KEYS = (
@@ -135,8 +139,9 @@ class ModelSpec:
         Model name (the model file's stem).
     source : Path or None
         The TOML file it came from.
-    data_path : Path or None
-        Cells, pupils or DfE file, resolved relative to the model file.
+    data_path : Path, str or None
+        Cells, pupils or DfE file (or folder or glob of Parquet files), resolved relative to
+        the model file; or a database URL (``duckdb://PATH``, any Ibis URL) as a string.
     data_options : mapping
         The other ``[data]`` keys: ``kind`` (``"dfe"``, ``"pupils"`` or ``"cells"``; absent:
         told from the file's columns), ``by``, ``unit``, ``school_type`` (DfE files),
@@ -193,7 +198,7 @@ class ModelSpec:
 
     name: str = "model"
     source: Path | None = None
-    data_path: Path | None = None
+    data_path: Path | str | None = None
     data_options: Mapping[str, Any] = field(default_factory=lambda: FrozenMap({}))
     family: str = "binomial"
     events: str = vocabulary.events_column(vocabulary.PERM_EXCL)
@@ -240,7 +245,7 @@ class ModelSpec:
         )
         if self.source is not None:
             object.__setattr__(self, "source", Path(self.source))
-        if self.data_path is not None:
+        if self.data_path is not None and "://" not in str(self.data_path):
             object.__setattr__(self, "data_path", Path(self.data_path))
 
     def replace(self, **changes: Any) -> ModelSpec:
@@ -586,6 +591,11 @@ def spec_from_dict(
         p = data["path"]
         if not isinstance(p, str) or not p:
             problems.append(f"[data] path must be a string (a file path), not {p!r}")
+        elif "://" in p:  # a database URL (duckdb://PATH, postgres://...): kept as written
+            scheme, rest = p.split("://", 1)
+            if scheme == "duckdb" and rest and not Path(rest).is_absolute() and base_dir:
+                rest = os.path.normpath(Path(base_dir) / rest)
+            kw["data_path"] = f"{scheme}://{rest}"
         else:
             dp = Path(p)
             if not dp.is_absolute() and base_dir is not None:
@@ -851,6 +861,42 @@ def _data_options(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         else:
             options["keep"] = FrozenMap(
                 {str(col): tuple(str(x) for x in levels) for col, levels in v.items()})
+    if "suppressed" in data:
+        v = data["suppressed"]
+        if v not in SUPPRESSED_CHOICES:
+            problems.append(
+                f"[data] suppressed {v!r} is not known{_suggest(str(v), SUPPRESSED_CHOICES)}; "
+                "valid choices are 'censored' (the default: a suppressed count enters the "
+                "likelihood as known to lie in suppressed_range) and 'drop' (cells with a "
+                "suppressed count are left out, which biases rates down)")
+        else:
+            options["suppressed"] = v
+    if "suppressed_range" in data:
+        v = data["suppressed_range"]
+        if (not isinstance(v, list) or len(v) != 2 or not all(_is_int(x) for x in v)
+                or not 0 <= v[0] <= v[1]):
+            problems.append(
+                "[data] suppressed_range must be two whole numbers [low, high] with "
+                f"0 <= low <= high, such as [1, 2] (DfE's 'x'), not {v!r}")
+        else:
+            options["suppressed_range"] = (int(v[0]), int(v[1]))
+    if "table" in data:
+        v = data["table"]
+        if not isinstance(v, str) or not v.strip():
+            problems.append(f"[data] table must be the name of a database table, such as "
+                            f"\"pupils\", not {v!r}")
+        else:
+            options["table"] = v.strip()
+    if "where" in data:
+        v = data["where"]
+        from disparity.formula import parse_filter
+
+        try:
+            parse_filter(v)
+        except SpecError as exc:
+            problems.append(f"[data] where: {exc}")
+        else:
+            options["where"] = v
     if kind is not None:
         for key, kinds in _DATA_KEY_KINDS.items():
             if key in data and kind not in kinds:

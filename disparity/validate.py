@@ -78,12 +78,20 @@ def _plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n:,} {word if n == 1 else (many or word + 's')}"
 
 
+def rows_text(first: Sequence[str], k: int, n: int) -> str:
+    """``"rows 2, 9, 14 of 20"``: the first of ``k`` offending rows, already labelled, of ``n``.
+
+    Shared by the checks on a frame (rows counted from 1) and those run in a database
+    (:mod:`disparity.source_checks`, where a row may be labelled by file and row or by key).
+    """
+    more = ", ..." if k > len(first) else ""
+    return f"{'row' if k == 1 else 'rows'} {', '.join(first)}{more} of {n:,}"
+
+
 def _rows(mask: np.ndarray) -> str:
     """``"rows 2, 9, 14 of 20"``: the first offending data rows, counted from 1."""
     where = np.flatnonzero(mask) + 1
-    shown = ", ".join(f"{r:,}" for r in where[:_SHOW])
-    more = ", ..." if len(where) > _SHOW else ""
-    return f"{'row' if len(where) == 1 else 'rows'} {shown}{more} of {len(mask):,}"
+    return rows_text([f"{r:,}" for r in where[:_SHOW]], len(where), len(mask))
 
 
 def _value(v: Any) -> str:
@@ -96,12 +104,19 @@ def _value(v: Any) -> str:
     return repr(v) if isinstance(v, str) else str(v)
 
 
+def values_text(first: Sequence[Any], n_distinct: int) -> str:
+    """The first few of ``n_distinct`` distinct values, and how many more there are."""
+    shown = list(dict.fromkeys(_value(v) for v in first))[:_SHOW]
+    more = n_distinct - len(shown)
+    return ", ".join(shown) + (f" and {more:,} more" if more > 0 else "")
+
+
 def _values(values: Iterable[Any]) -> str:
     """The distinct values, in order of first appearance, the first few shown."""
-    distinct = list(dict.fromkeys(_value(v) for v in values))
-    shown = ", ".join(distinct[:_SHOW])
-    more = len(distinct) - _SHOW
-    return shown + (f" and {more:,} more" if more > 0 else "")
+    first = {}
+    for v in values:
+        first.setdefault(_value(v), v)
+    return values_text(list(first.values())[:_SHOW], len(first))
 
 
 def _names(columns: Iterable[str]) -> str:
@@ -134,13 +149,159 @@ def _what(table: str, frame: pd.DataFrame) -> str:
     return f"{table} ({_plural(len(frame), 'row')}; rows numbered from 1 = first data row)"
 
 
+def _has(k: int) -> str:
+    return "has" if k == 1 else "have"
+
+
+# --------------------------------------------------------------------------- wording
+# One wording per problem, shared by the checks on a frame below and by the same checks run
+# in a database (disparity.source_checks): each takes the counts and the texts of the first
+# offending rows (rows_text) and values (values_text).
+#: Fix for a missing value in a key or required column of a pupils table.
+REQUIRED_MISSING_FIX = "Every row needs one: fill them in, or drop those rows."
+#: Fix for a missing value in a characteristic column with fixed levels.
+LEVEL_MISSING_FIX = (
+    "Fill them in (e.g. 'Unclassified' for ethnicity, where recorded so), or drop those rows."
+)
+#: Fix for a repeated pupil-year.
+PUPIL_KEY_FIX = (
+    "Each pupil appears once a year: remove the duplicate rows, or combine "
+    "them (e.g. keep the pupil's main school and add up the outcomes)."
+)
+
+
+def empty_problem(table: str, columns: Sequence[str]) -> str:
+    return (
+        f"the {table} has no rows (columns: {_names(columns) or 'none'}). "
+        "Give a table with at least one row; check that the right file or filter was used."
+    )
+
+
+def missing_problem(column: str, k: int, rows: str, fix: str) -> str:
+    return f"column {column!r}: {_plural(k, 'row')} {_has(k)} missing values ({rows}). {fix}"
+
+
+def levels_problem(
+    column: str, k: int, bad: Sequence[Any], n_bad: int, rows: str, valid: Sequence[Any],
+    caller: str,
+) -> str:
+    """Unknown levels: ``bad`` holds the first distinct ones (at least five), of ``n_bad``."""
+    level_word = "level" if n_bad == 1 else "levels"
+    guesses = [(v, _nearest(v, valid)) for v in bad[:_SHOW]]
+    guesses = [(v, g) for v, g in guesses if g is not None]
+    if n_bad == 1 and guesses:
+        hint = f" Did you mean {_value(guesses[0][1])}?"
+    elif guesses:
+        pairs = ", ".join(f"{_value(g)} for {_value(v)}" for v, g in guesses)
+        hint = f" Did you mean {pairs}?"
+    else:
+        hint = ""
+    return (
+        f"column {column!r}: {_plural(k, 'row')} {_has(k)} unknown "
+        f"{level_word} {values_text(bad, n_bad)} ({rows}). Valid levels: "
+        f"{', '.join(_value(v) for v in valid)}."
+        f"{hint} Recode the column, or pass levels= to {caller}."
+    )
+
+
+def outcome_fixes(column: str, kind: str, caller: str) -> tuple[str, str]:
+    """The fixes (for missing values, for values other than 0 and 1) of a pupil outcome."""
+    binary = kind == "binary"
+    missing_fix = (
+        "missing values ({values}; {rows}). Every pupil-year needs "
+        f"an outcome: fill in {'0 or 1' if binary else 'the count (0 if none)'}, "
+        "or drop those rows."
+    )
+    binary_fix = (
+        f"{column!r} is a binary outcome (1 = it happened to the pupil that "
+        "year, 0 = not): recode it to 0 and 1, or, if it counts events, pass "
+        f"outcomes={{{column!r}: 'count'}} to {caller}."
+    )
+    return missing_fix, binary_fix
+
+
+def not_number_problem(column: str, k: int, values: str, rows: str, fix: str | None) -> str:
+    """Text that is not a number; ``fix`` is the binary fix of a binary column, else None."""
+    return (
+        f"column {column!r}: {_plural(k, 'row')} {_has(k)} values "
+        f"that are not numbers {values} ({rows}). "
+        + (fix if fix is not None else "Counts must be whole numbers (a thousands separator, "
+           "as in '1,234', is accepted); correct these values or drop those rows.")
+    )
+
+
+def count_missing_problem(column: str, k: int, values: str, rows: str, fix: str) -> str:
+    """Missing counts; ``fix`` may hold ``{values}`` and ``{rows}``."""
+    return (
+        f"column {column!r}: {_plural(k, 'row')} {_has(k)} "
+        f"{fix}".replace("{rows}", rows).replace("{values}", values)
+    )
+
+
+def not_whole_problem(column: str, k: int, values: str, rows: str) -> str:
+    return (
+        f"column {column!r}: {_plural(k, 'row')} {_has(k)} values "
+        f"that are not whole numbers {values} "
+        f"({rows}). Counts of pupils and events are whole numbers: check "
+        "that the column holds counts, not rates or percentages, and correct these rows."
+    )
+
+
+def negative_problem(column: str, k: int, values: str, rows: str) -> str:
+    return (
+        f"column {column!r}: {_plural(k, 'row')} {_has(k)} negative "
+        f"values {values} ({rows}). Counts cannot be negative: correct these rows."
+    )
+
+
+def not_binary_problem(column: str, k: int, values: str, rows: str, fix: str) -> str:
+    return (
+        f"column {column!r}: {_plural(k, 'row')} {_has(k)} values "
+        f"other than 0 and 1: {values} ({rows}). " + fix
+    )
+
+
+def unique_problem(
+    columns: Sequence[str], k: int, n_keys: int, what: str, rows: str,
+    example: Mapping[str, Any], fix: str,
+) -> str:
+    """``k`` rows repeat ``n_keys`` values of ``columns``; ``example`` is one repeated key."""
+    text = ", ".join(f"{c}={_value(example[c])}" for c in columns)
+    label = "columns" if len(columns) > 1 else "column"
+    return (
+        f"{label} {_names(columns)}: {_plural(k, 'row')} repeat {_plural(n_keys, what)} "
+        f"({rows}), e.g. {text}. {fix}"
+    )
+
+
+def nesting_problem(
+    inner: str, outer: str, period: str | None, k: int, rows: str,
+    examples: Sequence[tuple[Any, Any, Sequence[Any]]],
+) -> str:
+    """``k`` inner units in several outer ones (within ``period`` if not None).
+
+    ``examples`` holds (period value or None, inner value, its outer values), the first three
+    shown.
+    """
+    texts = []
+    for when, unit, outers in list(examples)[:3]:
+        text = f"{inner} {_value(unit)} in {outer} {_values(outers)}"
+        texts.append(text + (f" in {period} {_value(when)}" if period is not None else ""))
+    in_period = f" in the same {period}" if period is not None else ""
+    return (
+        f"column {outer!r}: {_plural(k, inner + ' value')} {'is' if k == 1 else 'are'} in "
+        f"more than one {outer}{in_period} ({rows}): {'; '.join(texts)}"
+        f"{'; ...' if k > 3 else ''}. Each {inner} belongs to one {outer}"
+        f"{' per ' + period if period is not None else ''}: correct {outer!r} in those rows, or "
+        f"give each {inner} in a different {outer} its own id (or pass unit_nesting=() to "
+        "skip this check)."
+    )
+
+
 # --------------------------------------------------------------------------- checks
 def _check_not_empty(frame: pd.DataFrame, table: str, problems: list[str]) -> None:
     if len(frame) == 0:
-        problems.append(
-            f"the {table} has no rows (columns: {_names(frame.columns) or 'none'}). "
-            "Give a table with at least one row; check that the right file or filter was used."
-        )
+        problems.append(empty_problem(table, [str(c) for c in frame.columns]))
 
 
 def _check_columns(
@@ -175,10 +336,7 @@ def _check_complete(
     missing = _blank(frame[column])
     k = int(missing.sum())
     if k:
-        problems.append(
-            f"column {column!r}: {_plural(k, 'row')} {'has' if k == 1 else 'have'} missing "
-            f"values ({_rows(missing)}). {fix}"
-        )
+        problems.append(missing_problem(column, k, _rows(missing), fix))
     return missing
 
 
@@ -198,22 +356,7 @@ def _check_levels(
     if not k:
         return
     bad = list(dict.fromkeys(series.to_numpy()[unknown]))
-    level_word = "level" if len(bad) == 1 else "levels"
-    guesses = [(v, _nearest(v, valid)) for v in bad[:_SHOW]]
-    guesses = [(v, g) for v, g in guesses if g is not None]
-    if len(bad) == 1 and guesses:
-        hint = f" Did you mean {_value(guesses[0][1])}?"
-    elif guesses:
-        pairs = ", ".join(f"{_value(g)} for {_value(v)}" for v, g in guesses)
-        hint = f" Did you mean {pairs}?"
-    else:
-        hint = ""
-    problems.append(
-        f"column {column!r}: {_plural(k, 'row')} {'has' if k == 1 else 'have'} unknown "
-        f"{level_word} {_values(bad)} ({_rows(unknown)}). Valid levels: "
-        f"{', '.join(_value(v) for v in valid)}."
-        f"{hint} Recode the column, or pass levels= to {caller}."
-    )
+    problems.append(levels_problem(column, k, bad, len(bad), _rows(unknown), valid, caller))
 
 
 def _as_counts(
@@ -238,6 +381,9 @@ def _as_counts(
     series = frame[column]
     n_before = len(problems)
     shown_values = series.to_numpy()
+    if pd.api.types.is_bool_dtype(series) and binary:
+        series = series.astype("int64")
+        shown_values = series.to_numpy()
     if pd.api.types.is_bool_dtype(series):
         problems.append(
             f"column {column!r} holds True/False values, not counts. A count column holds "
@@ -263,20 +409,13 @@ def _as_counts(
 
     k = int(not_number.sum())
     if k:
-        problems.append(
-            f"column {column!r}: {_plural(k, 'row')} {'has' if k == 1 else 'have'} values "
-            f"that are not numbers {_values(shown_values[not_number])} ({_rows(not_number)}). "
-            + (binary_fix if binary else "Counts must be whole numbers (a thousands separator, "
-               "as in '1,234', is accepted); correct these values or drop those rows.")
-        )
+        problems.append(not_number_problem(
+            column, k, _values(shown_values[not_number]), _rows(not_number),
+            binary_fix if binary else None))
     k = int(missing.sum())
     if k and not allow_missing:
-        problems.append(
-            f"column {column!r}: {_plural(k, 'row')} {'has' if k == 1 else 'have'} "
-            f"{missing_fix}".replace("{rows}", _rows(missing)).replace(
-                "{values}", _values(shown_values[missing])
-            )
-        )
+        problems.append(count_missing_problem(
+            column, k, _values(shown_values[missing]), _rows(missing), missing_fix))
     number = ~missing & ~not_number
     infinite = number & np.isinf(values)
     k = int(infinite.sum())
@@ -302,28 +441,18 @@ def _as_counts(
     k = int(non_whole.sum())
     if k:
         problems.append(
-            f"column {column!r}: {_plural(k, 'row')} {'has' if k == 1 else 'have'} values "
-            f"that are not whole numbers {_values(shown_values[non_whole])} "
-            f"({_rows(non_whole)}). Counts of pupils and events are whole numbers: check "
-            "that the column holds counts, not rates or percentages, and correct these rows."
-        )
+            not_whole_problem(column, k, _values(shown_values[non_whole]), _rows(non_whole)))
     negative = whole & (values < 0)
     k = int(negative.sum())
     if k:
         problems.append(
-            f"column {column!r}: {_plural(k, 'row')} {'has' if k == 1 else 'have'} negative "
-            f"values {_values(shown_values[negative])} ({_rows(negative)}). Counts cannot be "
-            "negative: correct these rows."
-        )
+            negative_problem(column, k, _values(shown_values[negative]), _rows(negative)))
     if binary:
         above = whole & (values > 1)
         k = int(above.sum())
         if k:
-            problems.append(
-                f"column {column!r}: {_plural(k, 'row')} {'has' if k == 1 else 'have'} values "
-                f"other than 0 and 1: {_values(shown_values[above])} ({_rows(above)}). "
-                + binary_fix
-            )
+            problems.append(not_binary_problem(
+                column, k, _values(shown_values[above]), _rows(above), binary_fix))
     valid = np.where(whole & (values >= 0), values, np.nan)
     if len(problems) > n_before:
         return valid, None
@@ -345,13 +474,8 @@ def _check_unique(
     if not k:
         return
     first = frame.loc[repeated, list(columns)].iloc[0]
-    example = ", ".join(f"{c}={_value(first[c])}" for c in columns)
     n_keys = len(frame.loc[repeated, list(columns)].drop_duplicates())
-    label = "columns" if len(columns) > 1 else "column"
-    problems.append(
-        f"{label} {_names(columns)}: {_plural(k, 'row')} repeat {_plural(n_keys, what)} "
-        f"({_rows(repeated)}), e.g. {example}. {fix}"
-    )
+    problems.append(unique_problem(columns, k, n_keys, what, _rows(repeated), first, fix))
 
 
 def _check_nesting(
@@ -370,18 +494,9 @@ def _check_nesting(
     examples = []
     for key, outers in list(where.items())[:3]:
         key = key if isinstance(key, tuple) else (key,)
-        text = f"{inner} {_value(key[-1])} in {outer} {_values(outers)}"
-        examples.append(text + (f" in {period} {_value(key[0])}" if len(keys) > 1 else ""))
-    in_period = f" in the same {period}" if len(keys) > 1 else ""
-    k = len(bad)
-    problems.append(
-        f"column {outer!r}: {_plural(k, inner + ' value')} {'is' if k == 1 else 'are'} in "
-        f"more than one {outer}{in_period} ({_rows(mask)}): {'; '.join(examples)}"
-        f"{'; ...' if k > 3 else ''}. Each {inner} belongs to one {outer}"
-        f"{' per ' + period if len(keys) > 1 else ''}: correct {outer!r} in those rows, or "
-        f"give each {inner} in a different {outer} its own id (or pass unit_nesting=() to "
-        "skip this check)."
-    )
+        examples.append((key[0] if len(keys) > 1 else None, key[-1], list(outers)))
+    problems.append(nesting_problem(
+        inner, outer, period if len(keys) > 1 else None, len(bad), _rows(mask), examples))
 
 
 def strip_levels(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
@@ -533,21 +648,53 @@ def validate_pupils(
     'none', 'support', 'ehcp'. Did you mean 'support'? Recode the column, or pass levels=
     to validate_pupils.
     """
-    kinds = _outcome_kinds(outcomes)
-    key = [key] if isinstance(key, str) else list(key)
-    required = [required] if isinstance(required, str) else list(required)
-    levels = dict(levels or {})
-    caller = "validate_pupils"
-    problems: list[str] = []
-    _check_not_empty(frame, "pupils table", problems)
+    out, problems = pupils_problems(
+        frame, _outcome_kinds(outcomes), key=key, required=required, levels=levels,
+        unit_nesting=unit_nesting, period=period,
+    )
+    _raise(problems, _what("pupils table", frame))
+    return out
 
+
+def needed_columns(
+    key: Sequence[str], required: Sequence[str], outcomes: Iterable[str], caller: str,
+    required_arg: str = "required",
+) -> dict[str, str]:
+    """Columns a pupils table needs, each with how to stop needing it (for the message)."""
     needed: dict[str, str] = {}
     for c in key:
         needed.setdefault(c, f"pass key= to {caller}")
     for c in required:
-        needed.setdefault(c, f"pass required= to {caller}")
-    for c in kinds:
+        needed.setdefault(c, f"pass {required_arg}= to {caller}")
+    for c in outcomes:
         needed.setdefault(c, f"pass outcomes= to {caller}")
+    return needed
+
+
+def pupils_problems(
+    frame: pd.DataFrame,
+    kinds: Mapping[str, str],
+    *,
+    key: Sequence[str] = PUPIL_KEY,
+    required: Sequence[str] = PUPILS_REQUIRED,
+    levels: Mapping[str, Sequence[Any]] | None = LEVELS,
+    unit_nesting: Sequence[tuple[str, str]] = ((SCHOOL, LA),),
+    period: str | None = YEAR,
+    caller: str = "validate_pupils",
+    required_arg: str = "required",
+) -> tuple[pd.DataFrame, list[str]]:
+    """The checks of :func:`validate_pupils`: the frame with integer outcomes, and the problems.
+
+    ``kinds`` maps each outcome to its kind; ``caller`` and ``required_arg`` name the
+    function and argument the fixes point to (``"pass by= to collapse"``).
+    """
+    key = [key] if isinstance(key, str) else list(key)
+    required = [required] if isinstance(required, str) else list(required)
+    levels = dict(levels or {})
+    problems: list[str] = []
+    _check_not_empty(frame, "pupils table", problems)
+
+    needed = needed_columns(key, required, kinds, caller, required_arg)
     _check_columns(frame, needed, problems)
 
     out = frame.copy()
@@ -555,33 +702,24 @@ def validate_pupils(
         missing: dict[str, np.ndarray] = {}
         grouping = [c for c in needed if c in frame.columns and c not in kinds]
         for c in grouping:
-            fix = "Every row needs one: fill them in, or drop those rows."
-            missing[c] = _check_complete(frame, c, fix, problems)
+            missing[c] = _check_complete(frame, c, REQUIRED_MISSING_FIX, problems)
         for c, valid in levels.items():
             if c not in frame.columns or c in kinds:
                 continue
             if c not in missing:
-                fix = (
-                    "Fill them in (e.g. 'Unclassified' for ethnicity, where recorded so), or "
-                    "drop those rows."
-                )
-                missing[c] = _check_complete(frame, c, fix, problems)
+                missing[c] = _check_complete(frame, c, LEVEL_MISSING_FIX, problems)
             _check_levels(frame, c, list(valid), missing[c], caller, problems)
         for c, kind in kinds.items():
             if c not in frame.columns:
                 continue
-            binary = kind == "binary"
+            missing_fix, binary_fix = outcome_fixes(c, kind, caller)
             _, converted = _as_counts(
                 frame,
                 c,
-                binary=binary,
+                binary=kind == "binary",
                 allow_missing=False,
-                missing_fix="missing values ({values}; {rows}). Every pupil-year needs "
-                f"an outcome: fill in {'0 or 1' if binary else 'the count (0 if none)'}, "
-                "or drop those rows.",
-                binary_fix=f"{c!r} is a binary outcome (1 = it happened to the pupil that "
-                "year, 0 = not): recode it to 0 and 1, or, if it counts events, pass "
-                f"outcomes={{{c!r}: 'count'}} to {caller}.",
+                missing_fix=missing_fix,
+                binary_fix=binary_fix,
                 problems=problems,
             )
             if converted is not None:
@@ -591,15 +729,13 @@ def validate_pupils(
                 frame,
                 key,
                 "pupil-year" if tuple(key) == PUPIL_KEY else "key",
-                "Each pupil appears once a year: remove the duplicate rows, or combine "
-                "them (e.g. keep the pupil's main school and add up the outcomes).",
+                PUPIL_KEY_FIX,
                 problems,
             )
         for inner, outer in unit_nesting:
             if inner in frame.columns and outer in frame.columns:
                 _check_nesting(frame, inner, outer, period, problems)
-    _raise(problems, _what("pupils table", frame))
-    return out
+    return out, problems
 
 
 # --------------------------------------------------------------------------- cells
@@ -820,13 +956,15 @@ def validate_model_cells(
     trials: str,
     family: str,
     allow_missing: bool = False,
+    unique: bool = True,
 ) -> pd.DataFrame:
     """The one check of a cells table that ``disparity validate`` and ``disparity run`` share.
 
     :func:`validate_cells` with its defaults (every column that is not a count is a
     grouping column, so repeated cells are refused; the package's characteristics must have
     valid levels; schools sit in one LA), with the model's ``events`` among the counts and,
-    for a binomial model, never more than ``trials``.
+    for a binomial model, never more than ``trials``. ``unique=False`` lets rows repeat
+    (one row per pupil, each with ``trials`` 1, passed to the design directly).
 
     Examples
     --------
@@ -847,7 +985,7 @@ def validate_model_cells(
     else:
         binary.discard(events)
     out = validate_cells(frame, events=all_events, trials=trials, binary=sorted(binary),
-                         allow_missing=True, whole_trials=family == "binomial")
+                         allow_missing=True, whole_trials=family == "binomial", unique=unique)
     problems: list[str] = []
     for c in (events, trials):
         if c not in out.columns or (allow_missing and c == events):

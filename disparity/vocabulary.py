@@ -82,6 +82,11 @@ SUPPRESSION_MARKERS: Mapping[str, str] = MappingProxyType(
         "low": "low: rounds to 0 but is not 0",
         ":": ":: not available",
         "..": "..: not available",
+        # the bracketed forms of the GSS's 2021 guidance on symbols in tables
+        "[c]": "[c]: confidential",
+        "[x]": "[x]: not available",
+        "[z]": "[z]: not applicable",
+        "[low]": "[low]: rounds to 0 but is not 0",
     }
 )
 
@@ -158,3 +163,20 @@ def major_group(minor: str) -> str:
     except KeyError:
         valid = ", ".join(repr(x) for x in ETHNICITY_LEVELS)
         raise KeyError(f"unknown ethnicity {minor!r}; valid groups are {valid}") from None
+
+
+#: Ending of the column that carries, beside an event count, the largest value a censored
+#: count can take (``n_perm_excl_upper``): a DfE ``x`` is "1 or 2", kept as events 1 and
+#: upper 2. Where the count is known exactly the two are equal.
+UPPER_SUFFIX: str = "_upper"
+
+
+def upper_column(events: str) -> str:
+    """The column of the largest value of a censored event count.
+
+    Examples
+    --------
+    >>> upper_column("n_perm_excl")
+    'n_perm_excl_upper'
+    """
+    return f"{events}{UPPER_SUFFIX}"

@@ -86,3 +86,13 @@ def test_every_command_has_help(command, capsys):
         main([command, "--help"])
     assert exc.value.code == 0
     assert "usage: disparity" in capsys.readouterr().out
+
+
+def test_rates_by_la_carry_la_names(tmp_path):
+    out = tmp_path / "la.csv"
+    assert main(["rates", str(LA_FILE), "--outcome", "perm_excl", "--by", "sen", "--unit",
+                 "la", "--year", "2016/17", "-o", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert list(table.columns[:2]) == ["la", "la_name"]
+    # the shipped file: E08000002 is Bury
+    assert set(table.loc[table.la == "E08000002", "la_name"]) == {"Bury"}

@@ -128,9 +128,8 @@ def _held_lock(tmp: Path, mp: pytest.MonkeyPatch) -> None:
 
 _HELD: list = []
 
-SEPARATED = GOOD.replace("ehcp,E1,E11,20,4", "ehcp,E1,E11,20,0").replace(
-    "ehcp,E1,E12,25,3", "ehcp,E1,E12,25,0").replace("ehcp,E2,E23,30,5", "ehcp,E2,E23,30,0") \
-    .replace("ehcp,E2,E24,22,4", "ehcp,E2,E24,22,0")
+#: An optimiser stopped after one iteration: a fit that did not converge.
+UNCONVERGED = model(engine="ml", groups='["la/school"]', fit="[fit.ml]\nmaxit = 1")
 
 CASES = [
     # -- formula injection: refused before anything is evaluated
@@ -252,6 +251,10 @@ CASES = [
          {"d.csv": GOOD, "m.toml": model()}, _held_lock),
     Case("run-output-parent-is-a-file", ["run", "{m.toml}", "-o", "{d.csv}/run"], 2,
          "which is a file", {"d.csv": GOOD, "m.toml": model()}),
+    Case("rates-count-is-not-a-risk", ["rates", str(ROOT / "data" / "dfe" /
+                                           "exclusions_by_characteristic_national.csv.gz"),
+                                       "--outcome", "fixed_excl", "--by", "sen"], 2,
+         "one_plus_fixed", {}),
     # -- simulate
     Case("simulate-no-pupils", ["simulate", "--pupils", "0", "-o", "{p.parquet}"], 2,
          "--pupils must be at least 1", {}),
@@ -293,7 +296,7 @@ CASES = [
          {"m.toml": model().replace('[data]\npath = "d.csv"\n', "")}),
     # -- convergence
     Case("unconverged-exit-3", ["run", "{m.toml}", "-o", "{run}"], 3, "did not converge",
-         {"d.csv": SEPARATED, "m.toml": model(engine="ml", groups='["la"]')}),
+         {"d.csv": GOOD, "m.toml": UNCONVERGED}),
     # -- report
     Case("report-not-a-folder", ["report", "{nowhere}"], 2, "not a folder", {}),
     Case("report-not-a-run", ["report", "{dir}"], 2, "manifest", {"dir": lambda p: p.mkdir()}),
@@ -348,8 +351,8 @@ def test_corpus_is_large():
 
 
 def test_unconverged_run_can_be_published_with_a_warning(tmp_path: Path, capsys):
-    (tmp_path / "d.csv").write_text(SEPARATED)
-    (tmp_path / "m.toml").write_text(model(engine="ml", groups='["la"]'))
+    (tmp_path / "d.csv").write_text(GOOD)
+    (tmp_path / "m.toml").write_text(UNCONVERGED)
     with pytest.warns(Warning):
         code = main(["run", str(tmp_path / "m.toml"), "-o", str(tmp_path / "run"),
                      "--allow-unconverged", "--quiet"])

@@ -72,9 +72,13 @@ def _dfe_raw_rows(group: str) -> pd.DataFrame:
 
 DFE_OPTIONS = (f'path = "{DFE_LA.as_posix()}"\nkind = "dfe"\nunit = "la"\n'
                'year = "2016/17"\nschool_type = "Total"\n')
+# The tests of leaving suppressed cells out ask for it: the default keeps them as censored
+# counts (tests/test_model_data.py).
+DROP = 'suppressed = "drop"\n'
 
 
-def test_dfe_cells_with_suppressed_counts_are_dropped_with_a_warning(tmp_path):
+
+def test_dfe_cells_with_suppressed_counts_are_dropped_with_a_warning_when_asked(tmp_path):
     rows = _dfe_raw_rows("Ethnicity")
     rows = rows[rows["characteristic"].str.startswith("Ethnicity Minor ")
                 | (rows["characteristic"] == "Ethnicity Unclassified")]
@@ -87,7 +91,7 @@ def test_dfe_cells_with_suppressed_counts_are_dropped_with_a_warning(tmp_path):
                    .astype(int).sum())
     assert (len(rows), n_cells, n_pupils) == (2870, 660, 867379)
     spec = load_spec(_model_file(
-        tmp_path, DFE_OPTIONS + 'by = "ethnicity"',
+        tmp_path, DFE_OPTIONS + DROP + 'by = "ethnicity"',
         'family = "binomial"\nevents = "n_perm_excl"\ntrials = "n_pupils"\n'
         'formula = "ethnicity"'))
     with pytest.warns(DataWarning) as record:
@@ -114,7 +118,7 @@ def test_dfe_cells_with_suppressed_counts_are_dropped_with_a_warning(tmp_path):
 
 
 def test_dfe_fit_equals_log_odds_of_the_kept_cells(tmp_path):
-    path = _model_file(tmp_path, DFE_OPTIONS + 'by = "sex"',
+    path = _model_file(tmp_path, DFE_OPTIONS + DROP + 'by = "sex"',
                        'family = "binomial"\nevents = "n_perm_excl"\ntrials = "n_pupils"\n'
                        'formula = "sex"\n[model.reference]\nsex = "female"')
     with pytest.warns(DataWarning, match="DfE cells"):
@@ -146,7 +150,8 @@ def test_dfe_notes_reach_the_design(tmp_path, monkeypatch):
         return glm.fit(design, spec, progress=False)
 
     spec = load_spec(_model_file(
-        tmp_path, f'path = "{DFE_LA.as_posix()}"\nby = "sex"\nunit = "la"\nyear = 201617',
+        tmp_path, f'path = "{DFE_LA.as_posix()}"\nby = "sex"\nunit = "la"\nyear = 201617\n'
+        + DROP,
         'family = "binomial"\nevents = "n_perm_excl"\ntrials = "n_pupils"\nformula = "sex"'))
     import disparity.fitting as fitting
 
@@ -207,8 +212,8 @@ def test_pupils_problems_are_spec_errors(tmp_path, pupils_file):
     path, _ = pupils_file
     spec = load_spec(_model_file(tmp_path, f'path = "{path.as_posix()}"\nyear = "2019/20"',
                                  PUPILS_MODEL))
-    with pytest.raises(SpecError, match=r"'2019/20' is not in the pupils table; its years are "
-                                        r"'2016/17', '2017/18'"):
+    with pytest.raises(SpecError, match=r"'2019/20' is not in the data's 'year' column; its "
+                                        r"values are '2016/17', '2017/18'"):
         load_model_data(spec)
     spec = load_spec(_model_file(tmp_path, f'path = "{path.as_posix()}"',
                                  PUPILS_MODEL.replace("n_any_susp", "n_exclusions")))
@@ -253,7 +258,7 @@ def test_keep_levels_counts_what_it_leaves_out(tmp_path):
 
 def test_keep_applies_before_dfe_suppression_is_counted(tmp_path):
     spec = load_spec(_model_file(
-        tmp_path, DFE_OPTIONS + 'by = "ethnicity"\nkeep = { ethnicity = ["White British", '
+        tmp_path, DFE_OPTIONS + DROP + 'by = "ethnicity"\nkeep = { ethnicity = ["White British", '
         '"Black Caribbean"] }',
         'family = "binomial"\nevents = "n_perm_excl"\ntrials = "n_pupils"\n'
         'formula = "ethnicity"'))

@@ -186,7 +186,7 @@ def test_unknown_extension_lists_valid_ones(tmp_path):
 def test_repeated_header_after_stripping(tmp_path):
     path = tmp_path / "twice.csv"
     path.write_text("la,la ,n_pupils\nE1,E1,3\n")
-    with pytest.raises(ReadError, match="'la' appear more than once"):
+    with pytest.raises(ReadError, match="names a column more than once \\('la' in columns 1, 2\\)"):
         read_frame(path)
 
 

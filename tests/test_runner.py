@@ -373,7 +373,7 @@ def _share_cells() -> pd.DataFrame:
         "sen": ["none", "none", "support", "ehcp", "none", "none", "support", "none"],
         "cin": ["no", "no", "no", "no", "yes", "no", "yes", "no"],
         "fsm": ["no", "no", "no", "no", "no", "yes", "yes", "yes"],
-        "sex": ["female", "male", "female", "male", "female", "male", "female", "male"],
+        "sex": ["female", "male", "female", "male", "female", "male", "female", "female"],
         "n_perm_excl": [3, 5, 6, 4, 2, 7, 1, 2],
         "n_pupils": [900, 1100, 150, 40, 30, 200, 20, 260],
     })
@@ -434,6 +434,7 @@ def test_share_groups_setting_is_checked(tmp_path: Path):
 
 def test_intercept_only_standardised_ratio_is_crude_rate_over_overall_rate(tmp_path: Path):
     cells = pd.DataFrame({"la": ["A", "A", "B", "C", "C", "D"],
+                          "sex": ["female", "male", "female", "female", "male", "female"],
                           "n_perm_excl": [4, 6, 3, 10, 2, 5],
                           "n_pupils": [300, 200, 400, 500, 100, 1000]})
     model = tmp_path / "m.toml"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,16 @@ from scipy import stats
 from disparity import vocabulary as v
 from disparity.cells import collapse
 from disparity.errors import DisparityError
-from disparity.simulate import ETHNICITY_SHARES, NC_YEAR_LEVELS, Truth, simulate_pupils
+from disparity.simulate import (
+    ETHNICITY_SHARES,
+    NC_YEAR_LEVELS,
+    UNEXPLAINED_DESTINATIONS,
+    LaterOutcomes,
+    OffRollingTruth,
+    Truth,
+    simulate_off_rolling,
+    simulate_pupils,
+)
 
 
 @pytest.fixture(scope="module")
@@ -65,18 +75,41 @@ def test_canonical_columns_levels_and_dtypes(sim200k):
     assert p["la"].cat.categories[0] == "LA001" and p["school"].cat.categories[0] == "S00001"
     assert p["perm_excl"].dtype == np.int8 and p["any_susp"].dtype == np.int8
     assert set(np.unique(p["perm_excl"])) <= {0, 1}
-    assert p.notna().all().all()
+    assert p.drop(columns="trust").notna().all().all()
 
 
 def test_schools_nest_in_las_and_trusts_span_las(sim200k):
     p = sim200k.pupils
     assert (p.groupby("school", observed=True)["la"].nunique() == 1).all()
-    in_trust = p[p["trust"] != "none"]
+    in_trust = p[p["trust"].notna()]
     las_per_trust = in_trust.groupby("trust", observed=True)["la"].nunique()
     assert (las_per_trust > 1).any()
-    assert (p["trust"] == "none").any()  # some schools are in no trust
     # a school is in at most one trust
-    assert (p.groupby("school", observed=True)["trust"].nunique() == 1).all()
+    assert (in_trust.groupby("school", observed=True)["trust"].nunique() == 1).all()
+
+
+def test_standalone_schools_have_no_trust_and_the_truth_lists_members(sim200k):
+    # Standalone schools must not form one big trust: their trust is missing, not a level.
+    p = sim200k.pupils
+    assert list(p["trust"].cat.categories) == [f"T{i:04d}" for i in range(1, 31)]
+    standalone = p.loc[p["trust"].isna(), "school"].astype(str).unique()
+    assert 0 < len(standalone) < p["school"].nunique()
+    trusts = sim200k.truth["trusts"]
+    assert sorted(trusts["standalone"]) == sorted(standalone)
+    # membership in the truth is exactly the pupils' school -> trust map
+    seen = (p.dropna(subset=["trust"]).groupby("school", observed=True)["trust"].first()
+            .astype(str))
+    from_truth = {s: t for t, schools in trusts["members"].items() for s in schools}
+    assert from_truth == seen.to_dict()
+    # secondary schools join trusts more often than primaries (75 % against 35 %)
+    secondary = p.groupby("school", observed=True)["nc_year"].first().astype(str).isin(
+        ["7", "8", "9", "10", "11"])
+    in_trust = pd.Series({s: s in from_truth for s in secondary.index.astype(str)})
+    assert in_trust[secondary.to_numpy()].mean() > in_trust[~secondary.to_numpy()].mean() + 0.2
+
+
+def test_default_output_has_no_trust_truth():
+    assert "trusts" not in simulate_pupils(1_000, n_schools=5, n_las=2, seed=3).truth
 
 
 def test_n_susp_consistent_with_any_susp(sim200k):
@@ -175,12 +208,13 @@ def _truth_eta(p: pd.DataFrame, entry: dict) -> np.ndarray:
     """Linear predictor rebuilt from the truth's patsy names and realised effects."""
     coefs = entry["coefficients"]
     eta = np.full(len(p), coefs["Intercept"])
-    for col in ("ethnicity", "sen", "fsm", "cin", "sex", "nc_year", "year"):
+    for col in ("ethnicity", "sen", "fsm", "cin", "sex", "nc_year", "year",
+                "exclusion_history", "alt_provision"):
         if col in p.columns:
             lookup = {lv: coefs.get(f"{col}[T.{lv}]", 0.0) for lv in p[col].cat.categories}
             eta += p[col].map(lookup).astype(float).to_numpy()
-    for term, effects in entry["effects"].items():
-        eta += p[term].map({**effects, "none": 0.0}).astype(float).to_numpy()
+    for term, effects in entry["effects"].items():  # standalone schools: no trust effect
+        eta += p[term].map(effects).astype(float).fillna(0.0).to_numpy()
     if "la_varying" in entry:
         dev = entry["la_varying"]["ethnicity"]["effects"]
         table = np.array([[dev[la].get(e, 0.0) for e in p["ethnicity"].cat.categories]
@@ -273,3 +307,248 @@ def test_quasi_poisson_glm_on_cells_recovers_count_truth(cells_no_groups):
         offset=np.log(cells["n_pupils"].to_numpy()),
     ).fit(scale="X2")  # overdispersed: Pearson-scaled (quasi-Poisson) standard errors
     _wald_check(fit.params, fit.cov_params(), truth["n_susp"]["coefficients"])
+
+
+# --------------------------------------------------------------------------- compatibility
+def _assert_same_frame(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Same columns, dtypes, categories and values (column by column: pandas' frame
+    comparison of large categoricals takes minutes)."""
+    assert list(a.columns) == list(b.columns)
+    for col in b.columns:
+        x, y = a[col], b[col]
+        assert x.dtype.name == y.dtype.name, col
+        if isinstance(y.dtype, pd.CategoricalDtype):
+            assert list(x.cat.categories) == list(y.cat.categories), col
+            x, y = x.cat.codes, y.cat.codes
+        assert np.array_equal(x.to_numpy(), y.to_numpy()), col
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _example(name: str):
+    """An examples/ script as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_shipped_national_file_is_reproduced():
+    # The shipped pupils file (and the reports built on it) must come out of the simulator
+    # unchanged: the script's call gives the same pupils and truth as the files.
+    root = ROOT
+    script = _example("make_synthetic_data")
+    sim = simulate_pupils(300_000, n_schools=1_000, n_las=60, seed=script.SEED,
+                          truth=script.synthetic_truth())
+    shipped = pd.read_parquet(root / "data" / "synthetic" / "pupils_national.parquet")
+    _assert_same_frame(sim.pupils, shipped)
+    truth = json.loads((root / "data" / "synthetic" / "truth_national.json").read_text())
+    truth.pop("note")
+    assert truth == json.loads(json.dumps(sim.truth))
+
+
+@pytest.mark.parametrize("name", ["off_rolling", "trusts", "outcomes"])
+def test_shipped_study_files_are_reproduced(name):
+    script = _example("make_study_data")
+    sim = script.MAKERS[name](script.SEEDS[name])
+    shipped = pd.read_parquet(ROOT / "data" / "synthetic" / f"pupils_{name}.parquet")
+    _assert_same_frame(sim.pupils, shipped)
+    truth = json.loads((ROOT / "data" / "synthetic" / f"truth_{name}.json").read_text())
+    assert "not real" in truth.pop("note")
+    assert truth == json.loads(json.dumps(sim.truth))
+
+
+# --------------------------------------------------------------------------- later outcomes
+def test_later_outcomes_leave_every_other_column_unchanged():
+    args = dict(n_schools=60, n_las=6, n_years=2, n_trusts=5, seed=5)
+    plain = simulate_pupils(30_000, **args)
+    more = simulate_pupils(30_000, **args, later_outcomes=True)
+    _assert_same_frame(more.pupils[plain.pupils.columns], plain.pupils)
+    extra = [c for c in more.pupils.columns if c not in plain.pupils.columns]
+    assert extra == ["exclusion_history", "alt_provision", "good_gcse", "neet_16_17"]
+    for key, value in plain.truth.items():
+        if key not in ("arguments", "reference"):
+            assert more.truth[key] == value, key
+    assert "good_gcse" not in plain.truth and "later_outcomes" not in plain.truth["arguments"]
+
+
+def test_later_outcomes_layout_and_placement(sim_later):
+    p, truth = sim_later.pupils, sim_later.truth
+    year11 = (p["nc_year"] == "11").to_numpy()
+    for col in ("good_gcse", "neet_16_17"):
+        assert p[col].dtype == "Int8"
+        assert (p[col].isna().to_numpy() == ~year11).all()  # missing outside year 11
+    history = p["exclusion_history"].astype(str)
+    assert ((history == "permanent") == (p["perm_excl"] == 1)).all()
+    assert ((history == "suspended") == ((p["any_susp"] == 1) & (p["perm_excl"] == 0))).all()
+    # AP after a permanent exclusion with probability 0.9: a binomial test
+    ap = p["alt_provision"] == "yes"
+    perm = p["perm_excl"] == 1
+    k, n = int(ap[perm].sum()), int(perm.sum())
+    assert n > 1_000 and stats.binomtest(k, n, 0.9).pvalue > 0.001
+    assert truth["reference"]["exclusion_history"] == "none"
+    assert "associations" in truth["later_outcomes_note"]
+    assert truth["good_gcse"]["coefficients"]["exclusion_history[T.permanent]"] == -1.8
+    json.dumps(truth)
+
+
+@pytest.fixture(scope="module")
+def sim_later():
+    # no group effects, raised exclusion rates: a single-level logistic GLM is the true model
+    truth = dataclasses.replace(
+        Truth(), sd_la=0.0, sd_school=0.0, intercept={"perm_excl": -5.0, "any_susp": -3.0})
+    later = LaterOutcomes(sd_la=0.0, sd_school=0.0)
+    return simulate_pupils(600_000, n_schools=300, n_las=15, seed=31, truth=truth,
+                           later_outcomes=later)
+
+
+@pytest.mark.parametrize("outcome", ["good_gcse", "neet_16_17"])
+def test_glm_on_year11_cells_recovers_later_truth(sim_later, outcome):
+    # statsmodels' binomial GLM (independent estimator) on year-11 cells: every coefficient
+    # of the truth within 3.5 SE, joint Wald test not rejected at 0.001.
+    import patsy
+    import statsmodels.api as sm
+
+    p = sim_later.pupils
+    y11 = p[p["nc_year"] == "11"].copy()
+    y11[outcome] = y11[outcome].astype("int8")
+    by = ["ethnicity", "sen", "fsm", "cin", "sex", "exclusion_history", "alt_provision"]
+    cells = collapse(y11, by, [outcome])
+    formula = " + ".join(by)
+    X = patsy.dmatrix(formula, cells, return_type="dataframe")
+    events = cells[f"n_{outcome}"].to_numpy()
+    y = np.column_stack([events, cells["n_pupils"].to_numpy() - events])
+    fit = sm.GLM(y, X, family=sm.families.Binomial()).fit()
+    coefs = sim_later.truth[outcome]["coefficients"]
+    assert set(X.columns) == set(coefs)
+    _wald_check(fit.params, fit.cov_params(), coefs)
+
+
+def test_later_outcomes_follow_truth_per_school():
+    # with school and LA effects: Pearson X2 of observed against truth-expected year-11
+    # good GCSEs per school ~ chi2(n_schools); dropping the school effects fails it.
+    sim = simulate_pupils(300_000, n_schools=200, n_las=10, seed=12,
+                          later_outcomes=LaterOutcomes(sd_school=0.6))
+    p = sim.pupils[sim.pupils["nc_year"] == "11"]
+    observed_y = p["good_gcse"].astype(float).to_numpy()
+    school = p["school"].cat.codes.to_numpy()
+
+    def x2(entry):
+        prob = 1 / (1 + np.exp(-_truth_eta(p, entry)))
+        o = np.bincount(school, weights=observed_y)
+        e = np.bincount(school, weights=prob)
+        v = np.bincount(school, weights=prob * (1 - prob))
+        keep = e > 0
+        return float(np.sum((o - e)[keep] ** 2 / v[keep])), int(keep.sum())
+
+    stat, df = x2(sim.truth["good_gcse"])
+    assert stats.chi2.sf(stat, df) > 0.001
+    entry = dict(sim.truth["good_gcse"])
+    entry["effects"] = {"la": entry["effects"]["la"]}
+    stat, df = x2(entry)
+    assert stats.chi2.sf(stat, df) < 1e-6
+
+
+def test_later_outcomes_bad_arguments():
+    with pytest.raises(DisparityError, match="ap_after_permanent"):
+        LaterOutcomes(ap_after_permanent=1.5)
+    with pytest.raises(DisparityError, match="later_outcomes"):
+        simulate_pupils(100, n_schools=2, n_las=1, later_outcomes="yes")
+
+
+# --------------------------------------------------------------------------- off-rolling
+@pytest.fixture(scope="module")
+def cohort():
+    return simulate_off_rolling(70_000, n_schools=300, n_las=30, n_planted=15,
+                                planted_effect=2.0, seed=17)
+
+
+def test_off_rolling_layout_and_flags(cohort):
+    p, truth = cohort.pupils, cohort.truth
+    assert list(p.columns) == [
+        "pupil_id", "year", "la", "school", "ethnicity", "sen", "fsm", "cin", "sex",
+        "nc_year", "destination", "roll_loss", "unexplained_loss",
+    ]
+    assert (p["nc_year"] == "10").all() and p["year"].astype(str).unique().tolist() == ["2016/17"]
+    assert (p.groupby("school", observed=True)["la"].nunique() == 1).all()
+    dest = p["destination"].astype(str)
+    assert ((p["roll_loss"] == 1) == (dest != "on_roll")).all()
+    assert ((p["unexplained_loss"] == 1) == dest.isin(UNEXPLAINED_DESTINATIONS)).all()
+    # about 1.2 % unexplained and 3.4 % any loss (Ofsted: about 4 % of a cohort left
+    # between Year 10 and Year 11, about half of them not to another state school)
+    assert 0.008 < p["unexplained_loss"].mean() < 0.018
+    assert 0.025 < p["roll_loss"].mean() < 0.045
+    planted = truth["unexplained_loss"]["planted"]
+    assert len(planted) == 15 and set(planted.values()) == {2.0}
+    la_of = p.groupby("school", observed=True)["la"].first().astype(str)
+    assert truth["unexplained_loss"]["planted_units"] == {
+        f"{la_of[s]}/{s}": v for s, v in planted.items()}
+    again = simulate_off_rolling(70_000, n_schools=300, n_las=30, n_planted=15,
+                                 planted_effect=2.0, seed=17)
+    _assert_same_frame(again.pupils, p)
+    assert json.dumps(again.truth) == json.dumps(truth)
+
+
+def test_off_rolling_losses_follow_truth_per_school(cohort):
+    # Pearson X2 of unexplained losses per school against the truth (coefficients, realised
+    # LA and school effects and the planted excess) ~ chi2(schools); leaving the planted
+    # excess out of the expectation fails it.
+    p, entry = cohort.pupils, cohort.truth["unexplained_loss"]
+    school = p["school"].cat.codes.to_numpy()
+    observed = np.bincount(school, weights=p["unexplained_loss"].to_numpy())
+    base = _truth_eta(p, entry)
+    for planted, ok in ((entry["planted"], True), ({}, False)):
+        eta = base + p["school"].map(planted).astype(float).fillna(0.0).to_numpy()
+        prob = 1 / (1 + np.exp(-eta))
+        e = np.bincount(school, weights=prob)
+        v = np.bincount(school, weights=prob * (1 - prob))
+        x2 = float(np.sum((observed - e) ** 2 / v))
+        assert bool(stats.chi2.sf(x2, len(e)) > 0.001) == ok
+
+
+def test_glm_recovers_off_rolling_coefficients():
+    # no group effects, nothing planted: a single-level binomial GLM (statsmodels) is the
+    # true model of unexplained loss
+    truth = OffRollingTruth(sd_la=0.0, sd_school=0.0, intercept=-3.5)
+    sim = simulate_off_rolling(400_000, n_schools=200, n_las=20, n_planted=0, seed=23,
+                               truth=truth)
+    import patsy
+    import statsmodels.api as sm
+
+    cells = collapse(sim.pupils, ["ethnicity", "sen", "fsm", "cin", "sex"],
+                     ["unexplained_loss"])
+    X = patsy.dmatrix("ethnicity + sen + fsm + cin + sex", cells, return_type="dataframe")
+    events = cells["n_unexplained_loss"].to_numpy()
+    y = np.column_stack([events, cells["n_pupils"].to_numpy() - events])
+    fit = sm.GLM(y, X, family=sm.families.Binomial()).fit()
+    coefs = sim.truth["unexplained_loss"]["coefficients"]
+    assert set(X.columns) == set(coefs)
+    _wald_check(fit.params, fit.cov_params(), coefs)
+
+
+def test_off_rolling_destinations_follow_their_weights(cohort):
+    # within unexplained losses of pupils with no SEN and not Gypsy/Roma or Traveller, the
+    # destinations are multinomial with the weights 0.35 / 0.40 / 0.25
+    p = cohort.pupils
+    plain = (p["unexplained_loss"] == 1) & (p["sen"] == "none") & ~p["ethnicity"].isin(
+        ["Gypsy/Roma", "Traveller of Irish heritage"])
+    counts = p.loc[plain, "destination"].astype(str).value_counts()
+    observed = np.array([counts.get(d, 0) for d in UNEXPLAINED_DESTINATIONS])
+    expected = observed.sum() * np.array([0.35, 0.40, 0.25])
+    assert stats.chisquare(observed, expected).pvalue > 0.001
+    # any SEN shifts towards AP or a PRU
+    sen = (p["unexplained_loss"] == 1) & (p["sen"] != "none")
+    share_ap = lambda m: (p.loc[m, "destination"] == "ap_pru").mean()  # noqa: E731
+    assert share_ap(sen) > share_ap(plain)
+
+
+def test_off_rolling_bad_arguments():
+    with pytest.raises(DisparityError, match="n_planted"):
+        simulate_off_rolling(1_000, n_schools=5, n_las=2, n_planted=6)
+    with pytest.raises(DisparityError, match="planted_effect"):
+        simulate_off_rolling(1_000, n_schools=5, n_las=2, n_planted=2, planted_effect=[1, 2, 3])
+    with pytest.raises(DisparityError, match="destination_weights"):
+        OffRollingTruth(destination_weights={"ap_pru": 1.0})

@@ -1,13 +1,13 @@
 """Engines fit a :class:`~disparity.design.Design` and return a
 :class:`~disparity.engines.base.Fit`.
 
-Each adapter imports its heavy library (statsmodels, GPBoost, PyMC) inside its functions.
+Each adapter imports its heavy library (statsmodels, numba, PyMC) inside its functions.
 
 ======  ==========================================================================
 name    what it fits
 ======  ==========================================================================
 glm     fixed effects only (statsmodels GLM), cluster-robust standard errors
-ml      random intercepts and slopes by maximum likelihood (GPBoost, Laplace)
+ml      random intercepts and slopes by maximum likelihood (Laplace; adaptive quadrature)
 pymc    the full Bayesian model (PyMC), posterior draws
 ======  ==========================================================================
 """
@@ -72,3 +72,29 @@ def get_engine(name: str) -> ModuleType:
             f"engine {name!r} could not be imported ({exc}); install its dependencies with "
             f"pip install 'disparity[{_EXTRAS[name]}]'"
         ) from exc
+
+
+def check_censored(module: ModuleType, name: str, design: object) -> None:
+    """Refuse censored counts (``Design.events_upper``) in an engine that cannot fit them.
+
+    Raises
+    ------
+    FitError
+        Naming how many cells are censored and the engines that fit them.
+    """
+    import numpy as np
+
+    from disparity.errors import FitError
+
+    upper = getattr(design, "events_upper", None)
+    if upper is None or getattr(module, "FITS_CENSORED", False):
+        return
+    n = int(np.sum(np.asarray(upper) != np.asarray(getattr(design, "events"))))
+    able = [e for e in ENGINES if e != name and getattr(importlib.import_module(ENGINES[e]),
+                                                        "FITS_CENSORED", False)]
+    raise FitError(
+        f"{n:,} cells have a count known only to lie in a range (suppressed at source, e.g. "
+        f"DfE's 'x' = 1 or 2), which the {name} engine cannot fit; use engine "
+        + (" or ".join(repr(e) for e in able) if able else "'pymc'")
+        + ", or set [data] suppressed = \"drop\" (which leaves those cells out and biases "
+        "rates down)")

@@ -66,7 +66,7 @@ class Fit:
     ci_prob : float
         Interval probability used for ``group_sd`` intervals.
     raw : Any
-        The engine's own result object (statsmodels results, GPBoost model, ArviZ data).
+        The engine's own result object (statsmodels results, the Laplace fit, ArviZ data).
     """
 
     engine: str

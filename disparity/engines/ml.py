@@ -1,59 +1,59 @@
 """The ``ml`` engine: hierarchical GLMMs by Laplace-approximate maximum likelihood.
 
 Binomial (logit link), Poisson and negative-binomial (log link, ``log(trials)`` offset)
-models with random intercepts for every group term and, optionally, varying slopes, fitted
-from cells (aggregated counts) with GPBoost [1]_, which maximises the Laplace approximation
-of the marginal likelihood as R's ``lme4::glmer`` does [2]_.
+models with random intercepts for every group term (nested or crossed) and, optionally,
+independent varying slopes (``(x || g)``), fitted from cells (aggregated counts). The
+objective is the Laplace approximation of the marginal likelihood, the one ``lme4::glmer``
+(``nAGQ = 1``) and ``glmmTMB`` maximise [1]_ [2]_; the numerics are the package's own
+(:mod:`disparity.engines.laplace`): an exact block (Schur-complement) factorisation of the
+random-effect curvature and the exact gradient of the Laplace objective, in O(cells).
+
+Censored cells (``design.events_upper``) enter with their exact interval likelihood
+``log sum_{k=lo..hi} P(Y = k | eta)``, inside the Laplace approximation too.
 
 How the numbers are made
 ------------------------
-- **Fixed effects**: the GPBoost estimates.
-- **Fixed-effect covariance** (option ``se_method``):
+- **Fixed effects and SDs**: BFGS on the Laplace log-likelihood with its exact gradient,
+  in coordinates whitened by the curvature at the start (one unit is about one standard
+  error), to a gradient below ``tolerance`` standard errors.
+- **Standard errors** (option ``se_method``):
 
   ``"hessian"``
-      the inverse of a finite-difference Hessian of the Laplace log-likelihood in the fixed
-      effects, the log group SDs (and the log negative-binomial shape), as ``lme4`` does by
-      default. It propagates the uncertainty of the variance parameters. It costs about
-      ``2 m^2`` likelihood evaluations for ``m`` parameters.
+      the inverse of the Hessian of the Laplace log-likelihood in the fixed effects, the
+      SDs and the log negative-binomial shape: the Jacobian of the exact gradient, taken by
+      central differences (``2 P`` gradient evaluations, as TMB's ``sdreport`` does with its
+      automatic gradient). It propagates the uncertainty of the variance parameters into
+      the fixed effects (``glmmTMB``'s standard errors).
   ``"conditional"``
-      ``(X'WX - X'WZ (Z'WZ + G^-1)^-1 Z'WX)^-1`` at the conditional modes, i.e. the inverse
-      Fisher information of the fixed effects with the variance parameters held at their
-      estimates (``lme4``'s ``use.hessian = FALSE``). ``W`` holds the GLM working weights
-      (binomial ``n p (1 - p)``, Poisson ``mu``, negative binomial ``mu r / (mu + r)``).
-      Cheap at national scale; it ignores the variance parameters' own uncertainty, which
-      matters little for contrasts (odds and rate ratios) and most for the intercept.
+      ``(X'WX - X'WZ (Z'WZ + G^-1)^-1 Z'WX)^-1`` at the conditional modes: the inverse
+      information of the fixed effects with the variance parameters held at their
+      estimates (``lme4``'s ``vcov(fit, use.hessian = FALSE)``). It ignores the variance
+      parameters' own uncertainty, which matters little for contrasts (odds and rate ratios)
+      and most for the intercept. The SDs' standard errors still come from the Hessian, with
+      its fixed-effect block replaced by that information.
   ``"auto"`` (default)
-      ``"hessian"`` for small problems (``cells * m^2 <= 2e7``), otherwise ``"conditional"``.
+      ``"hessian"`` while ``cells x parameters`` is at most :data:`HESSIAN_BUDGET` (2e7:
+      every model up to about a million pupils with the national formula), otherwise
+      ``"conditional"``.
 
-- **Group SDs**: ``sigma`` from the variance estimate. Its standard error is by the delta
-  method from the standard error of ``log sigma`` (Hessian method) or of the variance
-  (GPBoost's, conditional method): ``se(sigma) = sigma * se(log sigma)``. The interval is
-  Wald on the log scale, ``exp(log sigma +/- z se(log sigma))``, which stays positive and is
-  closer to a profile interval than a Wald interval on ``sigma``. A term estimated at (near)
-  zero gets no interval and a warning.
-- **Group effects**: conditional modes and conditional (posterior) variances from GPBoost,
-  one row per level.
-- **Varying slopes**: GPBoost random coefficients, independent of the intercepts and of each
-  other (no correlation parameters, unlike ``lme4``'s ``(x | g)``; like ``(x || g)``).
-- **Convergence**: GPBoost's convergence status and iteration count, plus a
-  finite-difference gradient of the log-likelihood at the estimate scaled by the standard
-  errors (roughly how many standard errors one Newton step would still move each
-  parameter); a fit with a scaled gradient above ``gradient_tol`` is reported as not
-  converged. ``check_gradient="auto"`` checks every parameter on small problems
-  (``cells * m <= 1e6``) and only the variance parameters (and the negative-binomial shape),
-  the ones that stop early at national scale, on larger ones (``2 m`` or ``2 k``
-  likelihood evaluations); ``"all"``, ``"variance"`` or ``False`` choose.
+- **Group SDs**: ``|sigma|``; the interval is Wald on the log scale,
+  ``exp(log sigma +/- z se(log sigma))``, and ``se(sigma) = sigma se(log sigma)``. A term
+  estimated at (near) zero (below 0.001) gets no interval and a warning.
+- **Group effects**: conditional modes ``sigma u_hat`` and conditional standard deviations
+  ``sigma sqrt(diag H^-1)`` (``lme4``'s ``condVar``), one row per level.
+- **Convergence**: BFGS's status, the iteration limit ``maxit`` and the gradient at the
+  estimate scaled by the standard errors (roughly how many standard errors one Newton step
+  would still move each parameter); above ``gradient_tol`` the fit is not converged.
 
 Options are read from ``spec.engine_options["ml"]`` (the ``[fit.ml]`` table); see
-:data:`DEFAULT_OPTIONS`. Other GPBoost optimiser parameters (``lr_cov``, ``m_lbfgs``,
-``delta_conv_mode_finding``, ...) are passed through.
+:data:`DEFAULT_OPTIONS`.
 
 References
 ----------
-.. [1] Sigrist, F. (2022). Gaussian Process Boosting. *Journal of Machine Learning
-   Research* 23(232), 1-46; GPBoost documentation, https://gpboost.readthedocs.io.
-.. [2] Bates, D., Maechler, M., Bolker, B. and Walker, S. (2015). Fitting linear
+.. [1] Bates, D., Maechler, M., Bolker, B. and Walker, S. (2015). Fitting linear
    mixed-effects models using lme4. *Journal of Statistical Software* 67(1), 1-48.
+.. [2] Brooks, M. E. et al. (2017). glmmTMB balances speed and flexibility among packages
+   for zero-inflated generalized linear mixed modeling. *The R Journal* 9(2), 378-400.
 """
 
 from __future__ import annotations
@@ -62,7 +62,6 @@ import math
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -72,66 +71,48 @@ from disparity.design import Design
 from disparity.engines.base import Fit
 from disparity.errors import ConvergenceWarning, FitError, SpecError
 
-#: Defaults of the ``[fit.ml]`` options. ``delta_rel_conv`` is far tighter than GPBoost's
-#: own default (1e-6), which stopped a national-scale fit (8M pupils) with an LA SD of 0.70
-#: against a true 0.25. ``num_threads`` is 1: on a busy 2-core machine GPBoost's default
-#: (all cores) ran 30-40 times slower than one thread, and one thread makes the arithmetic,
-#: and so ``estimates.csv``, the same from run to run. Set it higher for national data on
-#: an idle many-core machine.
+#: Defaults of the ``[fit.ml]`` options: ``maxit`` BFGS iterations; ``tolerance`` the BFGS
+#: gradient tolerance in standard-error units; ``se_method`` as in the module docstring;
+#: ``gradient_tol`` the largest scaled gradient of a converged fit; ``num_threads`` threads
+#: of the dense linear algebra (one: the machine is shared, and one thread makes the
+#: arithmetic the same from run to run); ``quadrature_nodes`` 1 for the Laplace
+#: approximation, more (e.g. 9) for adaptive Gauss-Hermite quadrature of nested random
+#: intercepts (lme4's ``nAGQ``, at both levels of ``la/school``).
 DEFAULT_OPTIONS: dict[str, Any] = {
-    "delta_rel_conv": 1e-10,
-    "maxit": 1000,
-    "optimizer_cov": "lbfgs",
-    "max_num_restarts_lbfgs": 2,
-    "cold_restart_lbfgs": False,
-    "matrix_inversion_method": "cholesky",
-    "num_threads": 1,
+    "maxit": 200,
+    "tolerance": 1e-6,
     "se_method": "auto",
-    "check_gradient": "auto",
     "gradient_tol": 0.01,
+    "num_threads": 1,
+    "quadrature_nodes": 1,
 }
-
-#: Options this engine uses itself; every other key goes to GPBoost's optimiser.
-_OWN_OPTIONS = ("matrix_inversion_method", "num_threads", "se_method", "check_gradient",
-                "gradient_tol")
 _SE_METHODS = ("auto", "hessian", "conditional")
-_LIKELIHOODS = {
-    "binomial": "binomial_logit",
-    "poisson": "poisson",
-    "negative_binomial": "negative_binomial",
-}
-#: A variance below this (an SD below 0.001 on the link scale) is treated as zero: a
-#: boundary, or "singular", fit (lme4's isSingular uses 1e-4 on its relative SD scale).
-_ZERO_VARIANCE = 1e-6
-#: ``cells * m^2`` up to which ``se_method="auto"`` uses the Hessian.
-_HESSIAN_BUDGET = 2e7
-#: ``cells * m`` up to which ``check_gradient="auto"`` checks every parameter; above it only
-#: the variance parameters (and the negative-binomial shape) are checked.
-_GRADIENT_BUDGET = 1e6
-#: Finite-difference step, in standard errors of each parameter.
-_FD_STEP = 0.1
+#: ``cells * parameters`` up to which ``se_method = "auto"`` takes the Hessian (about 20 s
+#: of central differences at 2e7 on one core); above it, the conditional covariance.
+HESSIAN_BUDGET = 2e7
+_FAMILIES = ("binomial", "poisson", "negative_binomial")
+#: An SD below this on the link scale is treated as zero: a boundary, or "singular", fit.
+_ZERO_SD = 1e-3
+#: Mean events per level of a group term below which the Laplace approximation is known to
+#: misjudge the variance components (sparse counts in small clusters, Breslow and Lin 1995).
+#: Measured (docs/performance.md): at 0.3 events per school Laplace put the school SD at
+#: 0.8-1.0 against a true 0.6 where quadrature gave 0.5-0.7; at 2.7 events per school the
+#: two agreed within half a standard error.
+SPARSE_EVENTS_PER_LEVEL = 2.0
 
 
-@dataclass(frozen=True)
-class _Component:
-    """One random-effect component: an intercept, or a slope of one X column."""
-
-    name: str          # "school", or "<term>|<group>" for a slope
-    group: str         # the group term's name
-    index: np.ndarray  # level code of each cell
-    n_levels: int
-    levels: tuple[str, ...]
-    x: np.ndarray | None = None  # covariate of a slope; None for an intercept
-    term: str | None = None
+#: This engine fits interval-censored event counts (``Design.events_upper``).
+FITS_CENSORED: bool = True
 
 
 def fit(design: Design, spec: Any, *, progress: bool = True) -> Fit:
-    """Fit a hierarchical GLMM by Laplace-approximate maximum likelihood (GPBoost).
+    """Fit a hierarchical GLMM by Laplace-approximate maximum likelihood.
 
     Parameters
     ----------
     design : Design
-        Fixed-effect matrix, events, trials and group (and slope) terms of the cells.
+        Fixed-effect matrix, events (and ``events_upper`` for censored cells), trials and
+        group (and slope) terms of the cells.
     spec : ModelSpec
         Reads ``family``, ``ci_prob`` and the ``engine_options["ml"]`` table.
     progress : bool, default True
@@ -149,25 +130,25 @@ def fit(design: Design, spec: Any, *, progress: bool = True) -> Fit:
     SpecError
         Unknown family or ``[fit.ml]`` option.
     FitError
-        No group terms, negative counts, or GPBoost failed.
+        No group terms, impossible counts, or too many random effects outside the largest
+        group term to factorise.
 
     Warns
     -----
     ConvergenceWarning
-        The optimiser did not converge, or a group SD was estimated at zero; the message
-        says what to try.
+        The optimiser did not converge, a group SD was estimated at zero, or the events are
+        too sparse for the Laplace approximation's variance components; the message says what
+        to try.
 
     Notes
     -----
-    The Laplace approximation to the marginal likelihood integrates the group effects out
-    around their conditional modes [1]_; it is the default of ``lme4::glmer`` [2]_. With
-    categorical covariates the binomial likelihood of cells equals the Bernoulli likelihood
-    of the pupils in them up to a constant, so the estimates are those of a pupil-level fit.
+    With categorical covariates the binomial likelihood of cells equals the Bernoulli
+    likelihood of the pupils in them up to a constant, so the estimates are those of a
+    pupil-level fit.
 
     References
     ----------
-    .. [1] Sigrist, F. (2022). Gaussian Process Boosting. *JMLR* 23(232), 1-46.
-    .. [2] Bates, D. et al. (2015). Fitting linear mixed-effects models using lme4.
+    .. [1] Bates, D. et al. (2015). Fitting linear mixed-effects models using lme4.
        *Journal of Statistical Software* 67(1).
 
     Examples
@@ -189,167 +170,95 @@ def fit(design: Design, spec: Any, *, progress: bool = True) -> Fit:
     >>> bool(abs(f.coef[1] - 1.5) < 3 * f.std_errors[1])  # true log odds ratio 1.5
     True
     """
-    import gpboost as gpb
+    from disparity.engines.cell_likelihood import CellModel
+    from disparity.engines.laplace import MAX_DENSE_EFFECTS, LaplaceGLMM
+    from disparity.engines.laplace_fit import fit_laplace
 
     family = design.family
-    if family not in _LIKELIHOODS:
+    if family not in _FAMILIES:
         raise SpecError(
             f"family {family!r} is not supported by the ml engine; "
-            f"valid families are {', '.join(map(repr, _LIKELIHOODS))}"
+            f"valid families are {', '.join(map(repr, _FAMILIES))}"
         )
     options = _options(spec)
+    if options["se_method"] == "auto":
+        n_par = design.X.shape[1] + len(design.groups) + sum(len(s.columns) for s in design.slopes)
+        options["se_method"] = ("hessian" if design.n_cells * n_par <= HESSIAN_BUDGET
+                                else "conditional")
     ci_prob = float(getattr(spec, "ci_prob", 0.95))
     if not design.groups:
         raise FitError(
             "the ml engine fits random effects but the model has no group terms; add "
             "[model] groups (e.g. groups = [\"la/school\"]) or use engine = \"glm\""
         )
-    y, weights, offset = _response(design)
+    events, trials, upper = _counts(design)
     components = _components(design)
     X = np.ascontiguousarray(design.X, dtype=np.float64)
-
-    model_kw: dict[str, Any] = dict(
-        likelihood=_LIKELIHOODS[family],
-        group_data=np.column_stack([g.index for g in design.groups]).astype(np.int64),
-        matrix_inversion_method=options["matrix_inversion_method"],
-        weights=weights,
-    )
-    if options["num_threads"] is not None:
-        model_kw["num_parallel_threads"] = int(options["num_threads"])
-    if design.slopes:
-        names = [g.name for g in design.groups]
-        slope_cols = [c for s in design.slopes for c in s.columns]
-        model_kw["group_rand_coef_data"] = X[:, slope_cols]
-        model_kw["ind_effect_group_rand_coef"] = [
-            names.index(s.group) + 1 for s in design.slopes for _ in s.columns
-        ]
-    optim = {k: v for k, v in options.items() if k not in _OWN_OPTIONS}
-
     if progress:
         print(
             f"ml: fitting {family} GLMM to {design.n_cells:,} cells, "
-            f"{len(design.terms)} fixed effects, group terms "
+            f"{len(design.terms)} fixed effects, random effects "
             + ", ".join(f"{c.name} ({c.n_levels:,})" for c in components),
             file=sys.stderr,
         )
     start = time.perf_counter()
-    messages: list[str] = []
-    with _captured_gpboost_log(gpb, messages):
+    with _threads(options["num_threads"]):
         try:
-            model = gpb.GPModel(**model_kw)
-            model.fit(y=y, X=X, params=optim, offset=offset)
-        except Exception as exc:  # GPBoostError and ValueError from the library
+            model = LaplaceGLMM(X, components, CellModel(family, events, trials, upper))
+        except ValueError as exc:
             raise FitError(
-                f"GPBoost could not fit the {family} model to {design.n_cells} cells: {exc}"
-            ) from exc
-        seconds_fit = time.perf_counter() - start
-
-        coef = np.asarray(model.get_coef(format_pandas=False), dtype=float).ravel()
-        cov = np.asarray(model.get_cov_pars(std_err=True, format_pandas=False), dtype=float)
-        variances, variances_se = cov[0].copy(), cov[1].copy()
-        shape = shape_se = None
-        if family == "negative_binomial":
-            aux = np.asarray(model.get_aux_pars(std_err=True, format_pandas=False), float)
-            shape, shape_se = float(aux[0, 0]), float(aux[1, 0])
-        gp_coef_se = np.asarray(
-            model.get_coef(std_err=True, format_pandas=False), dtype=float
-        )[1]
-        re = model.predict_training_data_random_effects(predict_var=True).to_numpy()
-        status, iterations = _status(model)
-        neg_loglik = float(model.get_current_neg_log_likelihood())
-
-        if len(variances) != len(components) or re.shape[1] != 2 * len(components):
-            raise FitError(
-                f"GPBoost returned {len(variances)} variance parameters for "
-                f"{len(components)} random-effect components; this is a bug, please report it"
-            )
-
-        singular = [c.name for c, v in zip(components, variances) if v < _ZERO_VARIANCE]
-        modes = re[:, : len(components)]
-        eta = X @ coef + (offset if offset is not None else 0.0)
-        for j, comp in enumerate(components):
-            eta = eta + modes[:, j] * (1.0 if comp.x is None else comp.x)
-        W = _working_weights(family, eta, weights, shape)
-
-        p = X.shape[1]
-        active = [j for j, c in enumerate(components) if variances[j] >= _ZERO_VARIANCE]
-        n_par = p + len(active) + (1 if shape is not None else 0)
-        se_method = options["se_method"]
-        if se_method == "auto":
-            se_method = "hessian" if design.n_cells * n_par**2 <= _HESSIAN_BUDGET else "conditional"
-        cond_cov = _conditional_covariance(X, W, components, variances)
-
-        # parameter vector for finite differences: beta, log sigma (active), log shape
-        theta = np.concatenate(
-            [coef, 0.5 * np.log(variances[active]),
-             [math.log(shape)] if shape is not None else []]
-        )
-        log_sd_se0 = variances_se[active] / (2.0 * variances[active])
-        scales = np.concatenate(
-            [np.sqrt(np.diag(cond_cov)), np.where(np.isfinite(log_sd_se0), log_sd_se0, 0.1),
-             [shape_se / shape] if shape is not None else []]
-        )
-        scales = np.where(np.isfinite(scales) & (scales > 0), scales, 0.1)
-        nll = _LaplaceNLL(model, y, X, offset, variances, active, p, shape is not None)
-
-        log_sd_se = np.full(len(components), np.nan)
-        log_sd_se[active] = log_sd_se0
-        hessian_ok = False
-        if se_method == "hessian":
-            H = _fd_hessian(nll, theta, _FD_STEP * scales)
-            try:
-                full_cov = np.linalg.inv(H)
-                ok = np.all(np.diag(full_cov) > 0)
-            except np.linalg.LinAlgError:
-                ok = False
-            if ok:
-                hessian_ok = True
-                coef_cov = _symmetric(full_cov[:p, :p])
-                log_sd_se[active] = np.sqrt(np.diag(full_cov)[p : p + len(active)])
-                if shape is not None:
-                    shape_se = shape * math.sqrt(full_cov[-1, -1])
-            else:
-                coef_cov = cond_cov
-                se_method = "conditional"
-                messages.append(
-                    "[ml] the finite-difference Hessian was not positive definite; the "
-                    "conditional covariance was used instead"
-                )
-        else:
-            coef_cov = cond_cov
-
-        scaled_gradient = None
-        check = options["check_gradient"]
-        if check == "auto":
-            check = "all" if design.n_cells * n_par <= _GRADIENT_BUDGET else "variance"
-        elif check is True:
-            check = "all"
-        checked = list(range(n_par)) if check == "all" else list(range(p, n_par))
-        if check and checked:
-            g = _fd_gradient(nll, theta, _FD_STEP * scales, checked)
-            scaled_gradient = np.abs(g * scales)[checked]
-        nll(theta)  # leave GPBoost's state (modes) at the estimate
+                f"the ml engine cannot fit this model: {exc}. Use fewer levels in the crossed "
+                f"group terms (at most {MAX_DENSE_EFFECTS} random effects outside the largest "
+                "term), or engine = \"pymc\"."
+            ) from None
+        result = fit_laplace(model, nb=family == "negative_binomial", maxit=options["maxit"],
+                             gtol=options["tolerance"], se_method=options["se_method"])
+        laplace_log_likelihood = result.log_likelihood
+        nodes = int(options["quadrature_nodes"])
+        if nodes > 1:
+            result = _refine_by_quadrature(design, model, result, nodes, options)
+        summaries = _level_summaries(model, result)
     seconds = time.perf_counter() - start
+
+    p, K = len(design.terms), len(components)
+    sd = np.abs(result.sigma)
+    singular = [c.name for c, s in zip(components, sd) if s < _ZERO_SD]
+    cov_t = _symmetric(np.linalg.pinv(result.hessian))
+    act = list(result.active)
+    coef_cov = cov_t[:p, :p]
+    log_sd_se = np.full(K, np.nan)
+    for k in range(K):
+        if p + k in act:
+            j = act.index(p + k)
+            log_sd_se[k] = math.sqrt(max(cov_t[j, j], 0.0)) / sd[k]
+    shape = shape_se = None
+    if family == "negative_binomial":
+        shape = float(result.alpha)
+        j = act.index(p + K)
+        shape_se = shape * math.sqrt(max(cov_t[j, j], 0.0))
+    if options["se_method"] == "conditional" and nodes == 1:
+        coef_cov = summaries["conditional_cov"]
 
     # ------------------------------------------------------------------ tables
     z = _normal_quantile(0.5 + ci_prob / 2.0)
     sd_rows = []
-    for j, comp in enumerate(components):
-        sd = math.sqrt(max(variances[j], 0.0))
-        if comp.name in singular or not np.isfinite(log_sd_se[j]):
-            se, lo, hi = (np.nan, 0.0, np.nan) if comp.name in singular else (np.nan,) * 3
+    for k, comp in enumerate(components):
+        s = float(sd[k])
+        if comp.name in singular:
+            se, lo, hi = np.nan, 0.0, np.nan
+        elif not np.isfinite(log_sd_se[k]):
+            se = lo = hi = np.nan
         else:
-            se = sd * log_sd_se[j]
-            lo, hi = float(sd * np.exp(-z * log_sd_se[j])), float(sd * np.exp(z * log_sd_se[j]))
-        sd_rows.append({"term": comp.name, "estimate": sd, "std_error": se,
+            se = s * log_sd_se[k]
+            lo, hi = s * math.exp(-z * log_sd_se[k]), s * math.exp(z * log_sd_se[k])
+        sd_rows.append({"term": comp.name, "estimate": s, "std_error": se,
                         "conf_low": lo, "conf_high": hi})
     group_sd = pd.DataFrame(sd_rows, columns=["term", "estimate", "std_error", "conf_low",
                                               "conf_high"])
-
     group_effects: dict[str, pd.DataFrame] = {}
     slope_parts: dict[str, list[pd.DataFrame]] = {}
-    for j, comp in enumerate(components):
-        est, var = _per_level(comp, re[:, j], re[:, len(components) + j], variances[j])
+    for k, comp in enumerate(components):
+        est, var = summaries["modes"][k], summaries["variances"][k]
         frame = pd.DataFrame({"level": list(comp.levels), "estimate": est,
                               "std_error": np.sqrt(np.maximum(var, 0.0))})
         if comp.x is None:
@@ -362,37 +271,30 @@ def fit(design: Design, spec: Any, *, progress: bool = True) -> Fit:
     slope_effects = {k: pd.concat(v, ignore_index=True) for k, v in slope_parts.items()}
 
     # ------------------------------------------------------------------ diagnostics
+    names = list(design.terms) + [f"sd[{c.name}]" for c in components] + (
+        ["log_shape"] if shape is not None else [])
+    names = [names[j] for j in act]
+    scaled = result.scaled_gradient
+    hit_max = result.iterations >= int(options["maxit"])
+    grad_bad = bool(np.any(~np.isfinite(scaled))) or float(np.max(scaled, initial=0.0)) > float(
+        options["gradient_tol"])
+    converged = not hit_max and not grad_bad
     notes: list[str] = []
-    hit_max = iterations >= int(options["maxit"])
-    grad_bad = scaled_gradient is not None and float(np.max(scaled_gradient)) > float(
-        options["gradient_tol"]
-    )
-    converged = status == 0 and not hit_max and not grad_bad
-    names = list(design.terms) + [f"log_sd[{components[j].name}]" for j in active] + (
-        ["log_shape"] if shape is not None else []
-    )
-    names = [names[i] for i in checked] if scaled_gradient is not None else names
     if not converged:
         why = []
         if hit_max:
             why.append(f"it stopped at the iteration limit (maxit = {options['maxit']})")
-        if status == 2:
-            why.append("the optimiser's line search failed before the likelihood stopped "
-                       "improving")
-        if status == 1 and not hit_max:
-            why.append("GPBoost reports no convergence within its iteration limit")
         if grad_bad:
-            worst = int(np.argmax(scaled_gradient))
+            worst = int(np.nanargmax(np.where(np.isfinite(scaled), scaled, np.inf)))
             why.append(
                 f"the log-likelihood is not flat at the estimate: one more Newton step would "
-                f"move {names[worst]} by about {scaled_gradient[worst]:.2g} standard errors "
+                f"move {names[worst]} by about {scaled[worst]:.2g} standard errors "
                 f"(tolerance {options['gradient_tol']})"
             )
         notes.append(
             "The ml fit did not converge: " + "; ".join(why) + ". Estimates, especially the "
-            "group SDs, may be wrong. Try a larger [fit.ml] maxit, a smaller delta_rel_conv "
-            "(e.g. 1e-12), max_num_restarts_lbfgs = 5, or optimizer_cov = \"nelder_mead\"; "
-            "or check the model against engine = \"pymc\"."
+            "group SDs, may be wrong. Try a larger [fit.ml] maxit, or check the model against "
+            "engine = \"pymc\"."
         )
     for name in singular:
         notes.append(
@@ -401,50 +303,62 @@ def fit(design: Design, spec: Any, *, progress: bool = True) -> Fit:
             "fit). Its standard error and upper limit are not available; consider dropping "
             f"the {name} term, or use engine = \"pymc\" for an interval."
         )
+    sparse = _sparse_events(design, events, upper)
+    if sparse and nodes == 1:
+        name, per_level = sparse
+        notes.append(
+            f"There are only {per_level:.2g} events per {name} on average. With so few events "
+            "per group the Laplace approximation used by the ml engine (as by lme4 and "
+            "glmmTMB) is known to misjudge the group SDs: it can overstate some and "
+            "understate others, and their intervals can miss the truth. The fixed effects "
+            "(odds and rate ratios) are less affected. Treat the group SDs, and anything "
+            "built on them, as unreliable: for nested random intercepts set [fit.ml] "
+            "quadrature_nodes = 9 (adaptive Gauss-Hermite quadrature), or fit the model with "
+            "engine = \"pymc\"."
+        )
     for note in notes:
         warnings.warn(note, ConvergenceWarning, stacklevel=2)
 
     diagnostics: dict[str, Any] = {
         "converged": bool(converged),
-        "convergence_status": int(status),
-        "iterations": int(iterations),
+        "iterations": int(result.iterations),
         "max_iterations": int(options["maxit"]),
-        "log_likelihood": -neg_loglik,
-        "optimizer": str(options["optimizer_cov"]),
-        "tolerance": float(options["delta_rel_conv"]),
-        "max_scaled_gradient": (
-            float(np.max(scaled_gradient)) if scaled_gradient is not None else None
-        ),
-        "scaled_gradient": (
-            {n: float(v) for n, v in zip(names, scaled_gradient)}
-            if scaled_gradient is not None else None
-        ),
+        "function_evaluations": int(result.evaluations),
+        "newton_iterations": int(model.newton_iterations),
+        "optimizer": "BFGS (exact Laplace gradient)" if nodes == 1 else
+        f"BFGS (Laplace, then adaptive Gauss-Hermite quadrature with {nodes} nodes)",
+        "approximation": "laplace" if nodes == 1 else f"adaptive Gauss-Hermite ({nodes} nodes)",
+        "laplace_log_likelihood": float(laplace_log_likelihood),
+        "optimizer_message": result.message,
+        "log_likelihood": float(result.log_likelihood),
+        "tolerance": float(options["tolerance"]),
+        "max_scaled_gradient": float(np.max(scaled, initial=0.0)),
+        "scaled_gradient": {n: float(v) for n, v in zip(names, scaled)},
         "gradient_tol": float(options["gradient_tol"]),
-        "gradient_checked": check if check else "none",
-        "coef_cov_method": se_method if (se_method != "hessian" or hessian_ok) else
-        "conditional",
-        "gpboost_coef_std_error": {t: float(s) for t, s in zip(design.terms, gp_coef_se)},
+        "cov_type": options["se_method"] if nodes == 1 else "hessian",
         "singular_terms": singular,
+        "sparse_events": None if not sparse else {"term": sparse[0],
+                                                  "events_per_level": float(sparse[1])},
         "dispersion_std_error": float(shape_se) if shape_se is not None else None,
         "n_cells": int(design.n_cells),
+        "n_censored_cells": int(len(model.cells.censored)),
+        "n_covariate_patterns": int(model.st.n_patterns),
         "n_levels": {c.name: int(c.n_levels) for c in components},
-        "seconds_optimizer": round(seconds_fit, 3),
+        "seconds_by_step": {k: round(v, 3) for k, v in result.seconds.items()},
         "seconds": round(seconds, 3),
-        "gpboost_version": str(getattr(gpb, "__version__", "unknown")),
-        "optimizer_messages": messages,
     }
     if progress:
         print(
-            f"ml: {'converged' if converged else 'NOT converged'} after {iterations} "
-            f"iterations in {seconds:.1f} s; log-likelihood {-neg_loglik:.4f}",
+            f"ml: {'converged' if converged else 'NOT converged'} after {result.iterations} "
+            f"iterations in {seconds:.1f} s; log-likelihood {result.log_likelihood:.4f}",
             file=sys.stderr,
         )
     return Fit(
         engine="ml",
         family=family,
         terms=tuple(design.terms),
-        coef=coef,
-        coef_cov=coef_cov,
+        coef=np.asarray(result.beta, dtype=float),
+        coef_cov=_symmetric(np.asarray(coef_cov, dtype=float)),
         group_sd=group_sd,
         group_effects=group_effects,
         slope_effects=slope_effects,
@@ -452,7 +366,7 @@ def fit(design: Design, spec: Any, *, progress: bool = True) -> Fit:
         diagnostics=diagnostics,
         warnings=tuple(notes),
         ci_prob=ci_prob,
-        raw=model,
+        raw=result,
     )
 
 
@@ -460,13 +374,11 @@ def fit(design: Design, spec: Any, *, progress: bool = True) -> Fit:
 def _options(spec: Any) -> dict[str, Any]:
     """``DEFAULT_OPTIONS`` updated with ``spec.engine_options["ml"]``, checked."""
     given = dict((getattr(spec, "engine_options", None) or {}).get("ml", {}) or {})
-    valid_gpboost = set(_gpboost_optim_keys())
-    valid = set(DEFAULT_OPTIONS) | valid_gpboost
-    unknown = sorted(k for k in given if k not in valid)
+    unknown = sorted(k for k in given if k not in DEFAULT_OPTIONS)
     if unknown:
         raise SpecError(
             f"[fit.ml] option(s) {unknown} are not known; valid options are "
-            + ", ".join(sorted(valid))
+            + ", ".join(sorted(DEFAULT_OPTIONS))
         )
     options = {**DEFAULT_OPTIONS, **given}
     if options["se_method"] not in _SE_METHODS:
@@ -474,59 +386,69 @@ def _options(spec: Any) -> dict[str, Any]:
             f"[fit.ml] se_method {options['se_method']!r} is not known; valid choices are "
             + ", ".join(map(repr, _SE_METHODS))
         )
-    if options["check_gradient"] not in ("auto", "all", "variance", True, False):
-        raise SpecError(
-            f"[fit.ml] check_gradient {options['check_gradient']!r} is not known; valid "
-            "choices are 'auto', 'all', 'variance', true, false"
-        )
     if int(options["maxit"]) < 1:
         raise SpecError(f"[fit.ml] maxit must be at least 1, got {options['maxit']!r}")
+    if int(options["quadrature_nodes"]) < 1:
+        raise SpecError("[fit.ml] quadrature_nodes must be at least 1 (1 is the Laplace "
+                        f"approximation), got {options['quadrature_nodes']!r}")
+    if not float(options["tolerance"]) > 0:
+        raise SpecError(f"[fit.ml] tolerance must be > 0, got {options['tolerance']!r}")
     return options
 
 
-def _gpboost_optim_keys() -> tuple[str, ...]:
-    """Names of GPBoost's optimiser parameters (``GPModel.params``)."""
-    import gpboost as gpb
-
-    with _captured_gpboost_log(gpb, []):
-        probe = gpb.GPModel(group_data=np.array([0, 0, 1, 1]), likelihood="poisson")
-    return tuple(probe.params)
-
-
-def _response(design: Design) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """GPBoost response, weights and offset: proportions and trials, or counts and log exposure."""
+def _counts(design: Design) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Events, trials and (for censored cells) upper counts, checked."""
     events = np.asarray(design.events, dtype=np.float64)
     trials = np.asarray(design.trials, dtype=np.float64)
+    upper = getattr(design, "events_upper", None)
     problems = []
     for label, bad in (
         ("negative or missing events", ~(events >= 0)),
         ("zero, negative or missing trials", ~(trials > 0)),
     ):
         if bad.any():
-            rows = np.flatnonzero(bad)[:5].tolist()
-            problems.append(f"{int(bad.sum())} cell(s) with {label} (first rows {rows})")
+            rows = (np.flatnonzero(bad)[:5] + 1).tolist()
+            problems.append(f"{int(bad.sum())} cell(s) with {label} (rows {rows})")
+    if upper is not None:
+        upper = np.asarray(upper, dtype=np.float64)
+        if upper.shape != events.shape:
+            problems.append(
+                f"events_upper has {upper.size} values for {events.size} cells; give one "
+                "per cell (equal to events where the count is exact)"
+            )
+        else:
+            bad = ~(upper >= events) | (upper != np.round(upper))
+            if bad.any():
+                rows = (np.flatnonzero(bad)[:5] + 1).tolist()
+                problems.append(
+                    f"{int(bad.sum())} cell(s) whose events_upper is below events or not a "
+                    f"whole number (rows {rows})"
+                )
+    top = upper if upper is not None and upper.shape == events.shape else events
     if design.family == "binomial":
-        bad = events > trials
+        bad = top > trials
         if bad.any():
             problems.append(
                 f"{int(bad.sum())} cell(s) with more events than trials "
-                f"(first rows {np.flatnonzero(bad)[:5].tolist()})"
+                f"(rows {(np.flatnonzero(bad)[:5] + 1).tolist()})"
             )
     if problems:
         raise FitError(
             "the ml engine cannot fit these cells: " + "; ".join(problems)
             + ". Fix or drop those rows (build_design drops cells with zero trials)."
         )
-    if design.family == "binomial":
-        return events / trials, trials, None
-    return events, None, np.log(trials)
+    if upper is not None and not np.any(upper > events):
+        upper = None
+    return events, trials, upper
 
 
-def _components(design: Design) -> list[_Component]:
-    """Random-effect components in GPBoost's order: intercepts, then slope columns."""
+def _components(design: Design) -> list:
+    """Random-effect components: intercepts of every group term, then slope columns."""
+    from disparity.engines.laplace import Component
+
     comps = [
-        _Component(name=g.name, group=g.name, index=np.asarray(g.index), n_levels=g.n_levels,
-                   levels=tuple(g.levels))
+        Component(name=g.name, group=g.name, index=np.asarray(g.index), n_levels=g.n_levels,
+                  levels=tuple(g.levels))
         for g in design.groups
     ]
     for s in design.slopes:
@@ -539,128 +461,97 @@ def _components(design: Design) -> list[_Component]:
             ) from None
         for col, term in zip(s.columns, s.terms):
             comps.append(
-                _Component(name=f"{term}|{g.name}", group=g.name, index=np.asarray(g.index),
-                           n_levels=g.n_levels, levels=tuple(g.levels),
-                           x=np.asarray(design.X[:, col], dtype=np.float64), term=term)
+                Component(name=f"{term}|{g.name}", group=g.name, index=np.asarray(g.index),
+                          n_levels=g.n_levels, levels=tuple(g.levels),
+                          x=np.asarray(design.X[:, col], dtype=np.float64), term=term)
             )
     return comps
 
 
-def _slope_variable(design: Design, comp: _Component) -> str:
+def _slope_variable(design: Design, comp) -> str:
     for s in design.slopes:
         if s.group == comp.group and comp.term in s.terms:
             return s.variable
     return str(comp.term)
 
 
-def _status(model: Any) -> tuple[int, int]:
-    """GPBoost's convergence status (0 converged, 1 iteration limit, 2 line search) and
-    iteration count; these are not public API, so missing ones read as converged / 0."""
-    try:
-        status = int(model._get_convergence_status())
-    except AttributeError:  # pragma: no cover - older GPBoost
-        status = 0
-    try:
-        iterations = int(model._get_num_optim_iter())
-    except AttributeError:  # pragma: no cover
-        iterations = 0
-    return status, iterations
+def _refine_by_quadrature(design: Design, model, result, nodes: int, options):
+    """Re-maximise by nested adaptive Gauss-Hermite quadrature (intercept-only models)."""
+    from disparity.engines.laplace_fit import fit_quadrature
+    from disparity.engines.quadrature import NestedQuadrature
+
+    groups = design.groups
+    nested = len(groups) == 2 and groups[1].parent == groups[0].name
+    if design.slopes or design.family == "negative_binomial" or not (len(groups) == 1
+                                                                     or nested):
+        raise SpecError(
+            "[fit.ml] quadrature_nodes > 1 needs a binomial or Poisson model whose random "
+            "effects are intercepts of one group term or of two nested terms (e.g. groups = "
+            "[\"la/school\"]) with no varying slopes; this model has "
+            f"{len(groups)} group term(s), {len(design.slopes)} slope term(s) and family "
+            f"{design.family!r}. Use quadrature_nodes = 1 (Laplace) or engine = \"pymc\"."
+        )
+    inner = groups[-1].index
+    outer = groups[0].index if nested else None
+    quad = NestedQuadrature(design.X, inner, outer, model.cells, nodes, nodes)
+    refined = fit_quadrature(quad, result, maxit=options["maxit"], gtol=options["tolerance"])
+    refined.seconds = {**result.seconds, **refined.seconds}
+    return refined
 
 
-def _working_weights(
-    family: str, eta: np.ndarray, trials: np.ndarray | None, shape: float | None
-) -> np.ndarray:
-    """GLM working (Fisher) weights on the link scale at linear predictor ``eta``."""
-    if family == "binomial":
-        prob = 1.0 / (1.0 + np.exp(-eta))
-        return trials * prob * (1.0 - prob)
-    mu = np.exp(eta)
-    if family == "poisson":
-        return mu
-    return mu * shape / (mu + shape)
+def _level_summaries(model, result) -> dict[str, Any]:
+    """Conditional modes and variances of every component's levels; conditional covariance."""
+    st = model.st
+    beta, sigma, alpha = result.beta, result.sigma, result.alpha
+    eta, der, F, joint, vb, vm = model.modes(beta, sigma, alpha)
+    db, dm = model.diag_inverse(F)
+    modes, variances = {}, {}
+    for j, k in enumerate(st.big):
+        modes[k] = sigma[k] * model.u_big[:, j]
+        variances[k] = sigma[k] ** 2 * db[:, j]
+    for j, k in enumerate(st.small):
+        off, n = st.small_offset[j], st.components[k].n_levels
+        modes[k] = sigma[k] * model.u_small[off: off + n]
+        variances[k] = sigma[k] ** 2 * dm[off: off + n]
+    info = model.conditional_information(F, -der.d2, vb, vm)
+    return {"modes": modes, "variances": variances,
+            "conditional_cov": _symmetric(np.linalg.inv(info))}
 
 
-def _conditional_covariance(
-    X: np.ndarray, W: np.ndarray, components: list[_Component], variances: np.ndarray
-) -> np.ndarray:
-    """``(X'WX - X'WZ (Z'WZ + G^-1)^-1 Z'WX)^-1``; zero-variance components are left out."""
-    import scipy.sparse as sp
-    from scipy.sparse.linalg import splu
-
-    C = X.T @ (W[:, None] * X)
-    blocks, precisions = [], []
-    n = X.shape[0]
-    rows = np.arange(n)
-    for comp, var in zip(components, variances):
-        if var < _ZERO_VARIANCE:
-            continue
-        values = np.ones(n) if comp.x is None else comp.x
-        blocks.append(sp.csr_matrix((values, (rows, comp.index)), shape=(n, comp.n_levels)))
-        precisions.append(np.full(comp.n_levels, 1.0 / var))
-    if blocks:
-        Z = sp.hstack(blocks, format="csr")
-        ZtW = Z.T.multiply(W[None, :]).tocsr()
-        A = (ZtW @ Z + sp.diags(np.concatenate(precisions))).tocsc()
-        B = np.asarray(ZtW @ X)
-        C = C - B.T @ splu(A).solve(B)
-    return _symmetric(np.linalg.inv(_symmetric(C)))
+def _sparse_events(design: Design, events: np.ndarray,
+                   upper: np.ndarray | None) -> tuple[str, float] | None:
+    """The group term with the fewest events per level, when below the sparse threshold."""
+    if design.family not in ("binomial", "poisson", "negative_binomial"):
+        return None
+    total = float(np.sum(events if upper is None else (events + upper) / 2.0))
+    worst = None
+    for g in design.groups:
+        per = total / g.n_levels
+        if per < SPARSE_EVENTS_PER_LEVEL and (worst is None or per < worst[1]):
+            worst = (g.name, per)
+    return worst
 
 
-class _LaplaceNLL:
-    """Negative Laplace log-likelihood at (beta, log sigma of active components, log shape)."""
+class _threads:
+    """Cap BLAS threads for the fit (threadpoolctl when installed)."""
 
-    def __init__(self, model, y, X, offset, variances, active, p, has_shape):
-        self.model, self.y, self.X, self.p = model, y, X, p
-        self.offset = offset if offset is not None else 0.0
-        self.variances, self.active, self.has_shape = variances, active, has_shape
+    def __init__(self, n: Any) -> None:
+        self.n = None if n is None else int(n)
+        self.ctx = None
 
-    def __call__(self, theta: np.ndarray) -> float:
-        beta = theta[: self.p]
-        var = self.variances.copy()
-        k = len(self.active)
-        var[self.active] = np.exp(2.0 * theta[self.p : self.p + k])
-        aux = np.array([math.exp(theta[-1])]) if self.has_shape else None
-        fe = np.ascontiguousarray(self.X @ beta + self.offset, dtype=np.float64)
-        return float(self.model.neg_log_likelihood(var, self.y, fixed_effects=fe, aux_pars=aux))
+    def __enter__(self) -> _threads:
+        if self.n is not None:
+            try:
+                from threadpoolctl import threadpool_limits
+            except ImportError:  # pragma: no cover - optional
+                return self
+            self.ctx = threadpool_limits(limits=self.n)
+            self.ctx.__enter__()
+        return self
 
-
-def _fd_gradient(f, x: np.ndarray, h: np.ndarray, which: list[int]) -> np.ndarray:
-    """Central-difference gradient of ``f`` at ``x`` with steps ``h`` (entries ``which``;
-    the others are NaN)."""
-    g = np.full_like(x, np.nan)
-    for i in which:
-        e = np.zeros_like(x)
-        e[i] = h[i]
-        g[i] = (f(x + e) - f(x - e)) / (2.0 * h[i])
-    return g
-
-
-def _fd_hessian(f, x: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """Central-difference Hessian of ``f`` at ``x`` with steps ``h``."""
-    m = len(x)
-    f0 = f(x)
-    H = np.empty((m, m))
-    steps = [np.eye(m)[i] * h[i] for i in range(m)]
-    for i in range(m):
-        H[i, i] = (f(x + steps[i]) - 2.0 * f0 + f(x - steps[i])) / h[i] ** 2
-        for j in range(i):
-            a, b = steps[i], steps[j]
-            H[i, j] = H[j, i] = (
-                f(x + a + b) - f(x + a - b) - f(x - a + b) + f(x - a - b)
-            ) / (4.0 * h[i] * h[j])
-    return H
-
-
-def _per_level(
-    comp: _Component, mode: np.ndarray, var: np.ndarray, variance: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """One value per level from per-cell columns; a level with no cells gets the prior."""
-    est = np.zeros(comp.n_levels)
-    cvar = np.full(comp.n_levels, max(variance, 0.0))
-    codes, first = np.unique(comp.index, return_index=True)
-    est[codes] = mode[first]
-    cvar[codes] = var[first]
-    return est, cvar
+    def __exit__(self, *exc: Any) -> None:
+        if self.ctx is not None:
+            self.ctx.__exit__(*exc)
 
 
 def _symmetric(a: np.ndarray) -> np.ndarray:
@@ -668,32 +559,6 @@ def _symmetric(a: np.ndarray) -> np.ndarray:
 
 
 def _normal_quantile(q: float) -> float:
-    from scipy.stats import norm
+    from statistics import NormalDist
 
-    return float(norm.ppf(q))
-
-
-class _captured_gpboost_log:
-    """Route GPBoost's log lines into ``messages`` (warnings kept) for the fit's duration."""
-
-    def __init__(self, gpb: Any, messages: list[str]) -> None:
-        self.basic = getattr(gpb, "basic", None)
-        self.messages = messages
-
-    def __enter__(self) -> _captured_gpboost_log:
-        if self.basic is not None and hasattr(self.basic, "_LOGGER"):
-            self.saved = self.basic._LOGGER
-            self.basic._LOGGER = self
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.basic is not None and hasattr(self, "saved"):
-            self.basic._LOGGER = self.saved
-
-    def info(self, msg: str) -> None:
-        text = str(msg).strip()
-        if "[Warning]" in text or "[Fatal]" in text:
-            self.messages.append(text.replace("[GPBoost] ", ""))
-
-    def warning(self, msg: str) -> None:
-        self.messages.append(str(msg).strip())
+    return float(NormalDist().inv_cdf(q))

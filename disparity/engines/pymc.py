@@ -25,13 +25,27 @@ reference-level intercept. Non-centred group terms suit groups with little data 
 groups with a lot of data each (large LAs) the centred form
 (``noncentered = {la = false}``) usually mixes better.
 
-PyMC, PyTensor and ArviZ are imported inside the functions so ``import disparity`` stays
-light.
+How it is sampled. With the default sampler (``"auto"``, or ``"nutpie"``) the posterior of
+this model is written out by hand in :mod:`disparity.engines.cell_density` (numba: one pass
+over the cells, ``X beta`` once per covariate pattern, no dense products) and sampled by
+nutpie's NUTS (:mod:`disparity.engines.cell_sampler`), starting at a Laplace-EM mode with
+each group effect partially centred according to the information its cells hold. The same
+posterior as the PyMC graph of :func:`build_model`, which ``sampler = "pymc"`` (PyMC's NUTS)
+and ``"numpyro"`` sample, and ``engine_options.pymc.log_density = "pymc"`` hands to nutpie.
+
+Censored counts (``Design.events_upper``) contribute ``log sum_{k=lo..hi} P(Y = k | eta)``.
+The InferenceData carries a ``log_likelihood`` group (one value per cell) for ``az.loo``.
+
+PyMC, PyTensor, nutpie, numba and ArviZ are imported inside the functions so
+``import disparity`` stays light.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import math
+import os
+import sys
 import time
 import warnings
 from collections.abc import Mapping
@@ -71,8 +85,9 @@ MIN_BFMI: float = 0.3
 def resolve_sampler(sampler: str = "auto") -> str:
     """Turn a sampler name from a model file into the NUTS implementation to run.
 
-    ``"auto"`` picks the fastest installed: nutpie if it imports, else numpyro if both jax
-    and numpyro import, else PyMC's own NUTS (always available).
+    ``"auto"`` picks the fastest installed: nutpie if it imports (which samples the compiled
+    cell density), else numpyro if both jax and numpyro import, else PyMC's own NUTS
+    (always available).
 
     Parameters
     ----------
@@ -142,6 +157,10 @@ def ess_required(chains: int) -> int:
     return int(min(MAX_ESS_REQUIRED, ESS_PER_CHAIN * max(int(chains), 1)))
 
 
+#: This engine fits interval-censored event counts (``Design.events_upper``).
+FITS_CENSORED: bool = True
+
+
 def fit(design: Design, spec: Any, *, progress: bool = True) -> Fit:
     """Fit a hierarchical model to cells by NUTS and summarise the posterior.
 
@@ -152,11 +171,16 @@ def fit(design: Design, spec: Any, *, progress: bool = True) -> Fit:
     spec : ModelSpec
         Reads ``family``, ``priors``, ``seed``, ``draws``, ``tune``, ``chains``, ``sampler``,
         ``target_accept``, ``noncentered``, ``engine_options["pymc"]`` and ``ci_prob``.
-        ``noncentered[term] = False`` makes group term ``term`` centred (for slopes the key
-        is ``"<variable>|<group>"``); every term is non-centred by default.
-        ``engine_options["pymc"]`` may hold ``cores`` (parallel chains), ``min_ess`` (override
-        :func:`ess_required`), ``nuts_sampler_kwargs`` (passed to the sampler) and
-        ``init_from_ml`` (start the PyMC sampler at a Laplace ML fit).
+        ``noncentered[term] = False`` makes group term ``term`` centred, ``True``
+        non-centred (for slopes the key is ``"<variable>|<group>"``). Unset, the compiled
+        path chooses a partial centring per effect from the data; the PyMC graph is
+        non-centred. ``engine_options["pymc"]`` may hold ``cores`` (parallel chains),
+        ``min_ess`` (override :func:`ess_required`), ``nuts_sampler_kwargs`` (passed to the
+        sampler), ``init_from_ml`` (start PyMC's sampler at a Laplace ML fit),
+        ``log_density`` (``"native"``, the default, or ``"pymc"``), ``centring``
+        (``"none"``: non-centred everywhere on the compiled path) and
+        ``max_log_likelihood_values`` (cells x draws kept in the ``log_likelihood`` group,
+        default :data:`MAX_LOG_LIKELIHOOD_VALUES`; past it every k-th draw is kept).
     progress : bool
         Show the sampler's progress bar.
 
@@ -203,8 +227,6 @@ def fit(design: Design, spec: Any, *, progress: bool = True) -> Fit:
     Vehtari, A. et al. (2021). Rank-normalization, folding, and localization: an improved
     R-hat for assessing convergence of MCMC. Bayesian Analysis 16(2), 667-718.
     """
-    import pymc as pm
-
     family = _check_family(design, spec)
     _check_cells(design, family)
     options = dict(_engine_options(spec))
@@ -237,6 +259,60 @@ def fit(design: Design, spec: Any, *, progress: bool = True) -> Fit:
         warnings.warn(message, DataWarning, stacklevel=2)
         fit_warnings.append(message)
 
+    notes: list[str] = []
+    log_density = str(options.get("log_density", "native")).lower()
+    if log_density not in ("native", "pymc"):
+        raise SpecError(
+            f"[fit.engine_options.pymc] log_density must be 'native' (the compiled cell "
+            f"density, sampled by nutpie) or 'pymc' (the PyMC graph), not {log_density!r}."
+        )
+    native = sampler == "nutpie" and log_density == "native"
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        # NumPy overflow warnings from trajectories that diverge during tuning; divergences
+        # after tuning are counted and reported by the convergence checks below.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if native:
+            idata, native_facts = _sample_native(
+                design, spec, draws=draws, tune=tune, chains=chains, seed=seed,
+                target_accept=target_accept, options=options, progress=progress)
+        else:
+            idata = _sample_pymc(
+                design, spec, sampler=sampler, draws=draws, tune=tune, chains=chains,
+                seed=seed, target_accept=target_accept, options=options, progress=progress,
+                notes=notes)
+            native_facts = {}
+    seconds = time.perf_counter() - start
+    idata = _without_unconstrained(idata)
+    idata, pointwise_facts = _with_log_likelihood(idata, design, spec, options)
+
+    diagnostics = _diagnostics(idata, sampler=sampler, draws=draws, tune=tune, chains=chains)
+    diagnostics["seconds"] = round(float(seconds), 3)
+    diagnostics["target_accept"] = target_accept
+    diagnostics["seed"] = seed
+    diagnostics["separated_terms"] = list(separated)
+    diagnostics["notes"] = notes
+    diagnostics["log_density"] = "native" if native else "pymc"
+    diagnostics.update(native_facts)
+    diagnostics["log_likelihood"] = pointwise_facts
+    required = int(options.get("min_ess") or ess_required(chains))
+    diagnostics["ess_required"] = required
+    problems = convergence_problems(diagnostics, min_ess=required)
+    for message in problems:
+        warnings.warn(message, ConvergenceWarning, stacklevel=2)
+    diagnostics["converged"] = not problems
+    fit_warnings.extend(problems)
+    diagnostics["warnings"] = list(fit_warnings)
+
+    return _summarise(design, spec, idata, family, ci_prob, diagnostics, tuple(fit_warnings))
+
+
+def _sample_pymc(design: Design, spec: Any, *, sampler: str, draws: int, tune: int,
+                 chains: int, seed: int, target_accept: float, options: Mapping[str, Any],
+                 progress: bool, notes: list[str]) -> Any:
+    """NUTS on the PyMC graph of :func:`build_model` (PyMC's sampler, nutpie or numpyro)."""
+    import pymc as pm
+
     model = build_model(design, spec)
     sample_kwargs: dict[str, Any] = {
         "draws": draws,
@@ -259,7 +335,6 @@ def fit(design: Design, spec: Any, *, progress: bool = True) -> Fit:
         nuts_kwargs.setdefault("save_warmup", False)
     if nuts_kwargs:
         sample_kwargs["nuts_sampler_kwargs"] = nuts_kwargs
-    notes: list[str] = []
     if options.get("init_from_ml"):
         if sampler == "pymc":
             sample_kwargs["initvals"] = _initial_values_from_ml(design, spec)
@@ -267,32 +342,139 @@ def fit(design: Design, spec: Any, *, progress: bool = True) -> Fit:
             notes.append(
                 f"init_from_ml applies to the 'pymc' sampler only; ignored for {sampler!r}."
             )
+    return pm.sample(**sample_kwargs)
 
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        # NumPy overflow warnings from trajectories that diverge during tuning; divergences
-        # after tuning are counted and reported by the convergence checks below.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        idata = pm.sample(**sample_kwargs)
-    seconds = time.perf_counter() - start
-    idata = _without_unconstrained(idata)
 
-    diagnostics = _diagnostics(idata, sampler=sampler, draws=draws, tune=tune, chains=chains)
-    diagnostics["seconds"] = round(float(seconds), 3)
-    diagnostics["target_accept"] = target_accept
-    diagnostics["seed"] = seed
-    diagnostics["separated_terms"] = list(separated)
-    diagnostics["notes"] = notes
-    required = int(options.get("min_ess") or ess_required(chains))
-    diagnostics["ess_required"] = required
-    problems = convergence_problems(diagnostics, min_ess=required)
-    for message in problems:
-        warnings.warn(message, ConvergenceWarning, stacklevel=2)
-    diagnostics["converged"] = not problems
-    fit_warnings.extend(problems)
-    diagnostics["warnings"] = list(fit_warnings)
+def _sample_native(design: Design, spec: Any, *, draws: int, tune: int, chains: int,
+                   seed: int, target_accept: float, options: Mapping[str, Any],
+                   progress: bool) -> tuple[Any, dict[str, Any]]:
+    """nutpie's NUTS on the compiled cell density (:mod:`disparity.engines.cell_density`).
 
-    return _summarise(design, spec, idata, family, ci_prob, diagnostics, tuple(fit_warnings))
+    Starts at the posterior mode, with each group effect's centring weight chosen from the
+    information at the mode (:mod:`disparity.engines.cell_sampler`).
+    """
+    from disparity.engines import cell_density, cell_sampler
+
+    priors = {**DEFAULT_PRIORS, **dict(getattr(spec, "priors", {}) or {})}
+    noncentered = dict(getattr(spec, "noncentered", {}) or {})
+    t0 = time.perf_counter()
+    flat = cell_density.build_density(design, priors=priors)
+    if progress:
+        print(
+            f"pymc: {design.n_cells:,} cells in {flat.Z.shape[0]:,} covariate patterns, "
+            f"{flat.n_dim:,} parameters; finding the posterior mode",
+            file=sys.stderr, flush=True,
+        )
+    t1 = time.perf_counter()
+    mode = cell_sampler.posterior_mode(flat, design)
+    t2 = time.perf_counter()
+    weights = (np.zeros(flat.n_effects) if options.get("centring") == "none"
+               else cell_sampler.choose_weights(flat, mode, design, noncentered))
+    density = flat.with_weights(weights)
+    sd = np.exp(mode[flat.n_fixed : flat.t_start])
+    alpha = float(np.exp(mode[-1])) if flat.has_alpha else None
+    start = density.to_theta(mode[: flat.n_fixed], sd, flat.effects(mode), alpha)
+    coords: dict[str, Any] = {"term": list(design.terms)}
+    dims: dict[str, tuple[str, ...]] = {"beta": ("term",)}
+    for g in design.groups:
+        coords[g.name] = list(g.levels)
+        dims[f"effect_{g.name}"] = (g.name,)
+    for s in design.slopes:
+        key, dim = _slope_key(s), _slope_dim(s)
+        coords[dim] = list(s.terms)
+        dims[f"slope_sd_{key}"] = (dim,)
+        dims[f"slope_{key}"] = (s.group, dim)
+    cores = int(options.get("cores") or min(chains, os.cpu_count() or 1))
+    idata = cell_sampler.sample(
+        density, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
+        target_accept=target_accept, start=start, coords=coords, dims=dims,
+        progress=progress, nuts_kwargs=options.get("nuts_sampler_kwargs"),
+    )
+    t3 = time.perf_counter()
+    _add_observed_data(idata, design)
+    centring = {
+        key: round(float(weights[b.start : b.start + b.size].mean()), 3)
+        for b, key in zip(density.blocks, cell_density.block_keys(design))
+    }
+    facts = {
+        "n_patterns": int(flat.Z.shape[0]),
+        "n_parameters": int(flat.n_dim),
+        "n_censored_cells": int(flat.censored["trials"].shape[0]),
+        "centring_weight_mean": centring,
+        "seconds_setup": round(t1 - t0, 3),
+        "seconds_mode": round(t2 - t1, 3),
+        "seconds_sampling": round(t3 - t2, 3),
+    }
+    if "n_steps" in idata.sample_stats:
+        facts["gradients_per_draw"] = round(float(idata.sample_stats["n_steps"].mean()), 2)
+    return idata, facts
+
+
+def _add_observed_data(idata: Any, design: Design) -> None:
+    """Observed events (and censoring bounds) per cell, as PyMC stores them."""
+    import xarray as xr
+
+    data = {"events": ("cell", np.asarray(design.events, dtype=float))}
+    upper = getattr(design, "events_upper", None)
+    if upper is not None:
+        data["events_upper"] = ("cell", np.asarray(upper, dtype=float))
+    idata.add_groups({"observed_data": xr.Dataset(
+        data, coords={"cell": np.arange(design.n_cells)})})
+
+
+#: Largest number of pointwise log-likelihood values (cells x kept draws) stored; past it
+#: every k-th draw of each chain is kept (a note says so). 5e7 doubles take 400 MB.
+MAX_LOG_LIKELIHOOD_VALUES: int = 50_000_000
+
+
+def _with_log_likelihood(idata: Any, design: Design, spec: Any,
+                         options: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Add the ``log_likelihood`` group (one value per cell and kept draw) for ``az.loo``.
+
+    Computed from the posterior draws by the compiled cell density, so both samplers give
+    the same pointwise values; a censored cell's value is the log of its interval's mass.
+    """
+    import xarray as xr
+
+    from disparity.engines import cell_density
+
+    priors = {**DEFAULT_PRIORS, **dict(getattr(spec, "priors", {}) or {})}
+    density = cell_density.build_density(design, priors=priors)
+    posterior = idata.posterior
+    n_chains, n_draws = int(posterior.sizes["chain"]), int(posterior.sizes["draw"])
+    budget = int(options.get("max_log_likelihood_values") or MAX_LOG_LIKELIHOOD_VALUES)
+    thin = max(1, math.ceil(n_chains * n_draws * design.n_cells / budget))
+    kept = np.arange(0, n_draws, thin)
+    beta = np.asarray(posterior["beta"].values, dtype=float)[:, kept]
+    fixed = np.linalg.solve(density.beta_map, beta.reshape(-1, beta.shape[-1]).T).T
+    sd_columns, effect_columns = [], []
+    for b in density.blocks:
+        sds = np.asarray(posterior[b.sd_name].values, dtype=float)[:, kept]
+        sd_columns.append(sds.reshape(n_chains * kept.size, -1))
+        effects = np.asarray(posterior[b.name].values, dtype=float)[:, kept]
+        effect_columns.append(effects.reshape(n_chains * kept.size, -1))
+    parts = [fixed]
+    if sd_columns:
+        parts.append(np.log(np.concatenate(sd_columns, axis=1)))
+        parts.append(np.concatenate(effect_columns, axis=1))  # weights are 0: t = u / sd
+        sd_of_effect = np.concatenate(sd_columns, axis=1)[:, density.effect_sd_index]
+        parts[-1] = parts[-1] / sd_of_effect
+    if density.has_alpha:
+        alpha = np.asarray(posterior["alpha"].values, dtype=float)[:, kept]
+        parts.append(np.log(alpha.reshape(-1, 1)))
+    thetas = np.concatenate(parts, axis=1)
+    values = density.pointwise_log_likelihood(thetas).reshape(n_chains, kept.size, -1)
+    group = xr.Dataset(
+        {"events": (("chain", "draw", "cell"), values)},
+        coords={"chain": posterior["chain"].values,
+                "draw": posterior["draw"].values[kept],
+                "cell": np.arange(design.n_cells)},
+    )
+    if "log_likelihood" in idata.groups():
+        del idata.log_likelihood
+    idata.add_groups({"log_likelihood": group})
+    facts = {"draws_kept_per_chain": int(kept.size), "thinned_every": int(thin)}
+    return idata, facts
 
 
 def build_model(design: Design, spec: Any) -> Any:
@@ -327,6 +509,8 @@ def build_model(design: Design, spec: Any) -> Any:
     import pymc as pm
     import pytensor.tensor as pt
 
+    from disparity.engines.cell_density import crude_link as _crude_link
+
     family = _check_family(design, spec)
     priors = {**DEFAULT_PRIORS, **dict(getattr(spec, "priors", {}) or {})}
     noncentered = dict(getattr(spec, "noncentered", {}) or {})
@@ -335,7 +519,12 @@ def build_model(design: Design, spec: Any) -> Any:
     trials = np.asarray(design.trials, dtype=float)
     terms = tuple(design.terms)
 
-    coords: dict[str, Any] = {"term": list(terms), "cell": np.arange(design.n_cells)}
+    upper = getattr(design, "events_upper", None)
+    censored = (np.zeros(design.n_cells, dtype=bool) if upper is None
+                else np.asarray(upper, dtype=float) > events)
+    observed = np.flatnonzero(~censored)
+    # "cell" numbers the cells observed exactly (all of them, without censoring)
+    coords: dict[str, Any] = {"term": list(terms), "cell": observed}
     for g in design.groups:
         coords[g.name] = list(g.levels)
     for s in design.slopes:
@@ -393,19 +582,47 @@ def build_model(design: Design, spec: Any) -> Any:
                 deviation = pm.Normal(f"slope_{key}", 0.0, sd, dims=(g.name, dim))
             X_slope = X[:, list(s.columns)]
             eta = eta + (X_slope * deviation[np.asarray(g.index, dtype=int)]).sum(axis=1)
-        if family == "binomial":
-            pm.Binomial("events", n=trials.astype(int), logit_p=eta, observed=events, dims="cell")
-        else:
-            mu = pt.exp(eta + np.log(trials))
+        alpha = None
+        if family == "negative_binomial":
+            alpha = pm.Gamma(
+                "alpha",
+                alpha=float(priors.get("dispersion_shape", 2.0)),
+                beta=float(priors.get("dispersion_rate", 0.1)),
+            )
+
+        def distribution(rows: np.ndarray, eta_rows: Any) -> Any:
+            """The family's distribution for cells ``rows`` (any shape) at ``eta_rows``."""
+            if family == "binomial":
+                return pm.Binomial.dist(n=trials[rows].astype(int), logit_p=eta_rows)
+            mu = pt.exp(eta_rows + np.log(trials[rows]))
             if family == "poisson":
-                pm.Poisson("events", mu=mu, observed=events, dims="cell")
+                return pm.Poisson.dist(mu=mu)
+            return pm.NegativeBinomial.dist(mu=mu, alpha=alpha)
+
+        eta_obs = eta if not censored.any() else eta[observed]
+        if family == "binomial":
+            pm.Binomial("events", n=trials[observed].astype(int), logit_p=eta_obs,
+                        observed=events[observed], dims="cell")
+        else:
+            mu = pt.exp(eta_obs + np.log(trials[observed]))
+            if family == "poisson":
+                pm.Poisson("events", mu=mu, observed=events[observed], dims="cell")
             else:
-                alpha = pm.Gamma(
-                    "alpha",
-                    alpha=float(priors.get("dispersion_shape", 2.0)),
-                    beta=float(priors.get("dispersion_rate", 0.1)),
-                )
-                pm.NegativeBinomial("events", mu=mu, alpha=alpha, observed=events, dims="cell")
+                pm.NegativeBinomial("events", mu=mu, alpha=alpha, observed=events[observed],
+                                    dims="cell")
+        if censored.any():
+            # interval-censored counts: log sum_{k = lo..hi} P(Y = k | eta), by enumeration
+            rows = np.flatnonzero(censored)
+            lo = events[rows]
+            hi = np.asarray(upper, dtype=float)[rows]
+            width = int(np.max(hi - lo)) + 1
+            ks = lo[:, None] + np.arange(width)[None, :]
+            inside = ks <= hi[:, None]
+            eta_c = pt.repeat(eta[rows][:, None], width, axis=1)
+            rows_2d = np.repeat(rows[:, None], width, axis=1)
+            logps = pm.logp(distribution(rows_2d, eta_c), np.where(inside, ks, lo[:, None]))
+            logps = pt.where(inside, logps, -np.inf)
+            pm.Potential("censored_events", pm.math.logsumexp(logps, axis=1).sum())
     return model
 
 
@@ -553,16 +770,6 @@ def _check_cells(design: Design, family: str) -> None:
                         f"first rows {rows[:5].tolist()}; drop or fill them before fitting.")
     if problems:
         raise ValidationError(problems, what="design cells")
-
-
-def _crude_link(events: np.ndarray, trials: np.ndarray, family: str) -> float:
-    """Link of the crude overall rate, kept finite when there are no events at all."""
-    total_events = float(np.sum(events))
-    total_trials = float(np.sum(trials))
-    rate = (total_events + 0.5) / (total_trials + 1.0)
-    if family == "binomial":
-        return float(np.log(rate) - np.log1p(-rate))
-    return float(np.log(rate))
 
 
 def _separated_terms(design: Design, family: str) -> list[str]:

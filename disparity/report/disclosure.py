@@ -77,6 +77,8 @@ __all__ = ["CountRegistry", "Disclosure", "disclose_counts", "OTHER", "SUPPRESSE
 OTHER = "other"
 #: The GSS symbol of a suppressed value.
 SUPPRESSED = config.SYMBOL_SUPPRESSED
+#: The GSS symbol of a value that is not available (it includes counts suppressed at source).
+UNAVAILABLE = config.SYMBOL_UNAVAILABLE
 
 Key = frozenset
 
@@ -103,11 +105,15 @@ class CountRegistry:
     keys: list[Key] = field(default_factory=list)
     pupils: list[float] = field(default_factory=list)
     events: list[float] = field(default_factory=list)
+    events_high: list[float] = field(default_factory=list)
     relations: list[tuple[int, list[int], str]] = field(default_factory=list)
     _index: dict[Key, int] = field(default_factory=dict)
 
-    def add(self, k: Key, pupils: float, events: float) -> int:
-        """Register a count (once; a second registration must agree)."""
+    def add(self, k: Key, pupils: float, events: float, events_high: float | None = None
+            ) -> int:
+        """Register a count (once; a second registration must agree). ``events_high``:
+        the largest value of an event count that includes counts suppressed at source
+        (the count is then not available; default ``events``)."""
         if k in self._index:
             i = self._index[k]
             if self.pupils[i] != pupils or self.events[i] != events:  # pragma: no cover
@@ -117,7 +123,13 @@ class CountRegistry:
         self.keys.append(k)
         self.pupils.append(float(pupils))
         self.events.append(float(events))
+        self.events_high.append(float(events if events_high is None else events_high))
         return self._index[k]
+
+    @property
+    def events_known(self) -> np.ndarray:
+        """Whether each event count is known exactly (no count suppressed at source in it)."""
+        return np.asarray(self.events) == np.asarray(self.events_high)
 
     def index(self, k: Key) -> int | None:
         return self._index.get(k)
@@ -199,12 +211,16 @@ def disclose_counts(registry: CountRegistry, rules: SuppressionRules) -> Disclos
     ([False, False, True], True)
     """
     pupils = np.asarray(registry.pupils, dtype=float)
-    events = np.asarray(registry.events, dtype=float)
+    # an event count that includes counts suppressed at source is not available (NaN): it
+    # is never shown, and the audit treats it as unknown
+    events = np.where(registry.events_known, np.asarray(registry.events, dtype=float), np.nan)
     cons = registry.constraints()
     primary_p = (pupils >= 1) & (pupils < rules.min_pupils)
     hidden_p = protect(pupils, primary_p, primary_p, rules.min_pupils, cons)
-    primary_e = (events >= 1) & (events < rules.min_events)
+    with np.errstate(invalid="ignore"):
+        primary_e = (events >= 1) & (events < rules.min_events)
     hidden_e = protect(events, primary_e | hidden_p, primary_e, rules.min_events, cons)
+    hidden_e |= np.isnan(events)
     return Disclosure(registry=registry, pupils_shown=~hidden_p, events_shown=~hidden_e,
                       rules=rules)
 
@@ -222,12 +238,6 @@ class UnitPlan:
     listed: Mapping[str, bool]
     remainder_of: Mapping[str, Key]
     n_pooled: int
-
-
-def _sums(index: np.ndarray, n: int, trials: np.ndarray, events: np.ndarray
-          ) -> tuple[np.ndarray, np.ndarray]:
-    return (np.bincount(index, weights=trials, minlength=n),
-            np.bincount(index, weights=events, minlength=n))
 
 
 def run_registry(design: Any, variables: Mapping[str, Sequence[str]], rules: SuppressionRules,
@@ -251,18 +261,26 @@ def run_registry(design: Any, variables: Mapping[str, Sequence[str]], rules: Sup
     data = design.data
     trials = np.asarray(design.trials, dtype=float)
     events = np.asarray(design.events, dtype=float)
+    upper = (events if getattr(design, "events_upper", None) is None
+             else np.asarray(design.events_upper, dtype=float))
     reg = CountRegistry()
     grand = key()
-    reg.add(grand, trials.sum(), events.sum())
+    reg.add(grand, trials.sum(), events.sum(), upper.sum())
+
+    def _sums(index: np.ndarray, n: int, trials: np.ndarray, events: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (np.bincount(index, weights=trials, minlength=n),
+                np.bincount(index, weights=events, minlength=n),
+                np.bincount(index, weights=upper, minlength=n))
     years: list[str] = []
     year_codes = None
     if YEAR in data.columns and data[YEAR].nunique() > 1:
         year_text = data[YEAR].astype(str).to_numpy()
         years = sorted(set(year_text))
         year_codes = np.searchsorted(np.array(years), year_text)
-        n, e = _sums(year_codes, len(years), trials, events)
+        n, e, h = _sums(year_codes, len(years), trials, events)
         for j, y in enumerate(years):
-            reg.add(key(**{YEAR: y}), n[j], e[j])
+            reg.add(key(**{YEAR: y}), n[j], e[j], h[j])
         reg.relate(grand, [key(**{YEAR: y}) for y in years], "the years")
     for v, levels in variables.items():
         if v == YEAR:
@@ -270,17 +288,17 @@ def run_registry(design: Any, variables: Mapping[str, Sequence[str]], rules: Sup
         text = data[v].astype(str).to_numpy()
         levels = [str(lv) for lv in levels]
         codes = np.array([levels.index(t) for t in text]) if len(text) else np.array([], int)
-        n, e = _sums(codes, len(levels), trials, events)
+        n, e, h = _sums(codes, len(levels), trials, events)
         for j, lv in enumerate(levels):
-            reg.add(key(**{v: lv}), n[j], e[j])
+            reg.add(key(**{v: lv}), n[j], e[j], h[j])
         reg.relate(grand, [key(**{v: lv}) for lv in levels], f"the levels of {v}")
         if year_codes is not None:
             both = codes * len(years) + year_codes
-            n, e = _sums(both, len(levels) * len(years), trials, events)
+            n, e, h = _sums(both, len(levels) * len(years), trials, events)
             for j, lv in enumerate(levels):
                 for k, y in enumerate(years):
-                    reg.add(key(**{v: lv, YEAR: y}), n[j * len(years) + k],
-                            e[j * len(years) + k])
+                    i = j * len(years) + k
+                    reg.add(key(**{v: lv, YEAR: y}), n[i], e[i], h[i])
                 reg.relate(key(**{v: lv}), [key(**{v: lv, YEAR: y}) for y in years],
                            f"{v} {lv} by year")
             for y in years:
@@ -290,7 +308,7 @@ def run_registry(design: Any, variables: Mapping[str, Sequence[str]], rules: Sup
     by_name = {g.name: g for g in design.groups}
     for g in design.groups:
         idx = np.asarray(g.index)
-        n, e = _sums(idx, g.n_levels, trials, events)
+        n, e, h = _sums(idx, g.n_levels, trials, events)
         levels = [str(lv) for lv in g.levels]
         if g.parent is None:
             parent_of = [None] * len(levels)
@@ -313,14 +331,15 @@ def run_registry(design: Any, variables: Mapping[str, Sequence[str]], rules: Sup
                     continue
                 rk = key(**{g.name: OTHER if p is None else f"{p}/{OTHER}"})
                 remainder_of[lv] = rk
-                s = pooled_sums.setdefault(rk, [0.0, 0.0])
+                s = pooled_sums.setdefault(rk, [0.0, 0.0, 0.0])
                 s[0] += n[j]
                 s[1] += e[j]
+                s[2] += h[j]
             else:
                 listed[lv] = True
-                reg.add(key(**{g.name: lv}), n[j], e[j])
-        for rk, (pn, pe) in pooled_sums.items():
-            reg.add(rk, pn, pe)
+                reg.add(key(**{g.name: lv}), n[j], e[j], h[j])
+        for rk, (pn, pe, ph) in pooled_sums.items():
+            reg.add(rk, pn, pe, ph)
         plans[g.name] = UnitPlan(term=g.name, parent=g.parent, listed=listed,
                                  remainder_of=remainder_of,
                                  n_pooled=sum(1 for v in listed.values() if not v))
@@ -416,7 +435,10 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _count(value: float, shown: bool, round_to: int | None = None) -> str:
+def _count(value: float, shown: bool, round_to: int | None = None,
+           known: bool = True) -> str:
+    if not known:
+        return UNAVAILABLE
     if not shown:
         return SUPPRESSED
     if round_to not in (None, 1) and float(value).is_integer():
@@ -475,9 +497,11 @@ def published_tables(result: Any) -> PublishedTables:
             continue
         if not keys or not d.all_shown(keys):
             hidden_rows += 1
+            known = all(registry.index(k) is None or registry.events_known[registry.index(k)]
+                        for k in keys)
             for c in _ESTIMATE_DERIVED:
                 if est.at[i, c] != "":
-                    est.at[i, c] = SUPPRESSED
+                    est.at[i, c] = SUPPRESSED if known else UNAVAILABLE
     if hidden_rows:
         notes.append(f"{hidden_rows:,} crude or observed figure(s) of estimates.csv are "
                      f"shown as {SUPPRESSED}: they are built on a count of pupils below "
@@ -500,15 +524,18 @@ def published_tables(result: Any) -> PublishedTables:
             continue
         k = key(**{g: u})
         p_ok, e_ok = d.shown(k, "pupils"), d.shown(k, "events")
+        j = registry.index(k)
+        known = j is None or bool(registry.events_known[j])
         for c, ok in (("n_pupils", p_ok), ("n_events", e_ok)):
             if units.at[i, c] != "":
-                units.at[i, c] = _count(float(units.at[i, c]), ok, rules.round_to)
+                units.at[i, c] = _count(float(units.at[i, c]), ok, rules.round_to,
+                                        known or c == "n_pupils")
         if units.at[i, "observed_rate"] != "" and not (p_ok and e_ok):
-            units.at[i, "observed_rate"] = SUPPRESSED
+            units.at[i, "observed_rate"] = SUPPRESSED if known else UNAVAILABLE
         if units.at[i, "estimand"] == "unit_standardised_ratio" and not e_ok:
             for c in ("estimate", "std_error", "conf_low", "conf_high"):
                 if units.at[i, c] != "":
-                    units.at[i, c] = SUPPRESSED
+                    units.at[i, c] = SUPPRESSED if known else UNAVAILABLE
     for plan in plans.values():
         if plan.n_pooled:
             notes.append(
@@ -532,17 +559,23 @@ def published_tables(result: Any) -> PublishedTables:
             (by, level), = parts.items()
             margin, year = ("unit" if by in plans else "variable"), ""
         p_ok, e_ok = bool(d.pupils_shown[i]), bool(d.events_shown[i])
+        known = bool(registry.events_known[i])
         n, e = registry.pupils[i], registry.events[i]
         rows.append({"margin": margin, "by": by, "level": level, "year": year,
                      "n_pupils": _count(n, p_ok, rules.round_to),
-                     "n_events": _count(e, e_ok, rules.round_to),
-                     "rate": (SUPPRESSED if not (p_ok and e_ok)
+                     "n_events": _count(e, e_ok, rules.round_to, known),
+                     "rate": (UNAVAILABLE if not known else SUPPRESSED if not (p_ok and e_ok)
                               else (_text(e / n) if n > 0 else config.SYMBOL_NOT_APPLICABLE))})
     cells = pd.DataFrame(rows, columns=["margin", "by", "level", "year", "n_pupils",
                                         "n_events", "rate"])
     order = {"total": 0, "variable": 1, "unit": 2, "trend": 3}
     cells = cells.iloc[np.argsort([order[m] for m in cells.margin], kind="stable")]
-    n_hidden = int((~d.pupils_shown).sum() + (~d.events_shown).sum())
+    n_unknown = int((~registry.events_known).sum())
+    if n_unknown:
+        notes.append(f"{n_unknown:,} event count(s) are not available ({UNAVAILABLE}): they "
+                     "add up cells whose count was suppressed at source, so only a range is "
+                     "known (the model uses it as such).")
+    n_hidden = int((~d.pupils_shown).sum() + (~d.events_shown).sum()) - n_unknown
     if n_hidden:
         notes.append(f"{n_hidden:,} count(s) are suppressed ({SUPPRESSED}): fewer than "
                      f"{rules.min_pupils} pupils or 1 to {rules.min_events - 1} events, or a "

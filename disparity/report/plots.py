@@ -25,8 +25,8 @@ from ..errors import ValidationError
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["funnel_plot", "forest_plot", "caterpillar_plot", "trend_plot", "save_figure",
-           "figure_bytes"]
+__all__ = ["funnel_plot", "forest_plot", "caterpillar_plot", "trend_plot", "distribution_plot",
+           "save_figure", "figure_bytes"]
 
 #: Style applied while a figure is built and saved (fonts >= 9 pt, deterministic SVG ids).
 STYLE = {
@@ -301,8 +301,17 @@ def forest_plot(
         est = estimates_frame[estimate].to_numpy(float)
         lo = estimates_frame[low].to_numpy(float)
         hi = estimates_frame[high].to_numpy(float)
+        if log_scale:  # an interval a hundred times wider than the rest runs off the axis
+            edge_lo, edge_hi = _forest_limits(est, lo, hi)
+            cut_lo, cut_hi = lo < edge_lo, hi > edge_hi
+            lo, hi = np.maximum(lo, edge_lo), np.minimum(hi, edge_hi)
         ax.errorbar(est, y + offset, xerr=[est - lo, hi - est], fmt="o", color=_POINT,
                     ms=5, capsize=0, lw=1.4, label="Adjusted")
+        if log_scale and (cut_lo.any() or cut_hi.any()):
+            ax.plot(lo[cut_lo], (y + offset)[cut_lo], marker="<", ls="none", color=_POINT,
+                    ms=5)
+            ax.plot(hi[cut_hi], (y + offset)[cut_hi], marker=">", ls="none", color=_POINT,
+                    ms=5)
         if crude is not None:
             _require(crude, [label, estimate, low, high], "crude estimates")
             _check_intervals(crude, label, estimate, low, high, "crude estimates")
@@ -314,7 +323,8 @@ def forest_plot(
             ax.axvline(ref_line, color="black", lw=0.8, ls=":")
         if log_scale:
             ax.set_xscale("log")
-            span = [lo, hi] + ([cl, ch] if crude is not None else [])
+            span = [lo, hi] + ([np.maximum(cl, edge_lo), np.minimum(ch, edge_hi)]
+                               if crude is not None else [])
             _ratio_axis(ax.xaxis, np.nanmin(np.concatenate(span)),
                         np.nanmax(np.concatenate(span)))
         ax.set_yticks(y, labels)
@@ -325,6 +335,19 @@ def forest_plot(
         if crude is not None:
             ax.legend(loc="lower right", frameon=False)
     return fig
+
+
+def _forest_limits(est: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[float, float]:
+    """The x-range of a log-scale forest plot: every point, and each interval as far as
+    eight times beyond the outermost point (and within 1/100 to 100); beyond that an
+    interval is drawn to the edge with an arrowhead."""
+    points = est[np.isfinite(est) & (est > 0)]
+    if not points.size:
+        return 1e-2, 1e2
+    low = max(float(np.nanmin(lo[lo > 0])) if (lo > 0).any() else points.min(),
+              points.min() / 8, 1e-2)
+    high = min(float(np.nanmax(hi)), points.max() * 8, 1e2)
+    return min(low, points.min()), max(high, points.max())
 
 
 # --------------------------------------------------------------------------- caterpillar
@@ -482,6 +505,84 @@ def trend_plot(
 def _cap_first(text: str) -> str:
     """``text`` with its first letter in capitals and the rest as written ("FSM", "NC year")."""
     return text[:1].upper() + text[1:]
+
+
+# --------------------------------------------------------------------------- distribution
+#: Bars of :func:`distribution_plot`: column of the table, legend label, colour.
+DISTRIBUTION_BARS: tuple[tuple[str, str, str], ...] = (
+    ("n_schools_modelled", "Observed", _POINT),
+    ("expected_same_risk", "Expected: same risk given size", _GREY),
+    ("expected_school_sd", "Expected: school SD", _WARN),
+)
+
+
+def distribution_plot(
+    table: pd.DataFrame,
+    *,
+    title: str,
+    xlabel: str = "Events in the school",
+    ylabel: str = "Schools",
+    log_scale: bool = True,
+) -> "Figure":
+    """Bar chart of schools per band of events: observed beside the two expectations.
+
+    Parameters
+    ----------
+    table : DataFrame
+        ``ExclusionDistribution.table`` (:func:`disparity.distribution.exclusion_distribution`):
+        ``band``, ``n_schools_modelled`` (observed schools that enter the expectations),
+        ``expected_same_risk`` and ``expected_school_sd``; bars are drawn in that order
+        within each band, bands in table order.
+    title, xlabel, ylabel : str
+    log_scale : bool
+        Log-scaled count axis (the band ``0`` usually holds most schools); bars below 0.1
+        school are drawn at 0.1, and the values are written above the bars.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"band": ["0", "1-2", "3-5", "6-10", "more than 10"],
+    ...                   "n_schools_modelled": [850, 100, 35, 12, 3],
+    ...                   "expected_same_risk": [800, 180, 19, 1, 0.01],
+    ...                   "expected_school_sd": [845, 110, 30, 11, 4]})
+    >>> fig = distribution_plot(t, title="Permanent exclusions per school")
+    >>> len(fig.axes[0].patches)
+    15
+    """
+    from matplotlib.figure import Figure
+
+    columns = [c for c, _, _ in DISTRIBUTION_BARS]
+    _require(table, ["band", *columns], "distribution table")
+    bands = table["band"].astype(str).tolist()
+    x = np.arange(len(bands), dtype=float)
+    width = 0.8 / len(DISTRIBUTION_BARS)
+    floor = 0.1
+    with _style():
+        fig = Figure(figsize=(8.0, 4.6), layout="constrained")
+        ax = fig.add_subplot()
+        for k, (col, label, colour) in enumerate(DISTRIBUTION_BARS):
+            values = table[col].to_numpy(dtype=float)
+            shown = np.maximum(values, floor) if log_scale else values
+            at = x + (k - (len(DISTRIBUTION_BARS) - 1) / 2) * width
+            ax.bar(at, shown, width=width * 0.95, color=colour, label=label)
+            for xi, v, h in zip(at, values, shown):
+                text = f"{v:,.0f}" if v >= 10 or float(v).is_integer() else f"{v:.1f}"
+                ax.annotate(text, (xi, h), xytext=(0, 2), textcoords="offset points",
+                            ha="center", va="bottom", fontsize=9, rotation=90)
+        if log_scale:
+            ax.set_yscale("log")
+            top = max(float(np.nanmax(table[columns].to_numpy(dtype=float))), 1.0)
+            ax.set_ylim(floor, top * 30)
+        ax.set_xticks(x, bands)
+        _title(ax, title, fig.get_figwidth())
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel + (" (log scale)" if log_scale else ""))
+        ax.legend(loc="upper right", frameon=False)
+        ax.grid(True, axis="y", color="#eeeeee", lw=0.6)
+    return fig
 
 
 # --------------------------------------------------------------------------- saving

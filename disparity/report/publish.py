@@ -62,7 +62,7 @@ RESTRICTED = "restricted"
 FLOAT_FORMAT = "%.10g"
 #: Packages whose versions are recorded (where installed).
 PACKAGES: tuple[str, ...] = (
-    "disparity", "numpy", "pandas", "patsy", "scipy", "statsmodels", "gpboost", "pymc",
+    "disparity", "numpy", "pandas", "patsy", "scipy", "statsmodels", "numba", "pymc",
     "arviz", "nutpie", "matplotlib",
 )
 _RESTRICTED_README = (

@@ -186,11 +186,12 @@ def _forest(files: dict[str, bytes], est: pd.DataFrame, variable: str, reference
     crude = est[(est.estimand == "crude_rate_ratio") & (est.variable == variable)]
     crude = crude[np.isfinite(crude.estimate) & (crude.estimate > 0)
                   & (crude.conf_low > 0)]
+    crude = crude if len(crude) else None  # none shown (suppressed, or not available)
     fig = forest_plot(adjusted, label="level", crude=crude,
-                      title=f"Adjusted and crude {w.ratio}s by {_noun(variable)} "
-                            f"(reference: {reference})",
+                      title=f"{'Adjusted and crude' if crude is not None else 'Adjusted'} "
+                            f"{w.ratio}s by {_noun(variable)} (reference: {reference})",
                       xlabel=_cap(w.ratio))
-    if len(crude):  # legend beside the axes, clear of the bottom row
+    if crude is not None:  # legend beside the axes, clear of the bottom row
         fig.axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     _ratio_ticks(fig.axes[0].xaxis, *fig.axes[0].get_xlim())
     return _figure(fig, files, f"forest_{variable}")
@@ -202,8 +203,12 @@ def _ratio_ticks(axis: Any, low: float, high: float) -> None:
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     fine = [0.25, 0.33, 0.5, 0.67, 0.75, 0.8, 1, 1.25, 1.5, 2, 2.5, 3, 4]
-    coarse = [2.0 ** k for k in range(-10, 11)]
-    ticks = [t for t in coarse if low <= t <= high]
+    ticks: list[float] = []
+    for step in (1, 2, 3, 4, 6, 8):  # every doubling, then every 4th, 8th...: at most 8
+        ticks = [2.0 ** k for k in range(-24, 25) if k % step == 0
+                 and low <= 2.0 ** k <= high]
+        if len(ticks) <= 8:
+            break
     if len(ticks) < 3:
         ticks = [t for t in fine if low <= t <= high]
     axis.set_major_locator(FixedLocator(ticks))
@@ -261,7 +266,8 @@ def _funnel(files: dict[str, bytes], units: pd.DataFrame, term: str, w: _Words,
                "Crude rates do not "
                "allow for the pupils' characteristics; see the model's unit effects."
                + (f" {_plural(n_hidden, 'unit is', 'units are')} not drawn: "
-                  f"{'its' if n_hidden == 1 else 'their'} counts are suppressed."
+                  f"{'its' if n_hidden == 1 else 'their'} counts are suppressed here (c) or "
+                  "not available (x: they include counts suppressed at source)."
                   if n_hidden else ""))
     value = f.units[f.value_column].to_numpy(dtype=float)
     outside = f.units["outside_998"].astype(bool).to_numpy()
@@ -315,8 +321,8 @@ def _funnel_ratio(files: dict[str, bytes], units: pd.DataFrame, term: str, w: _W
                + (f"; limits widened by sqrt(phi) = {np.sqrt(f.phi):.2f}" if f.phi > 1 else "")
                + f". {_plural(n_out, 'unit lies', 'units lie')} outside the adjusted 99.8% "
                "limits."
-               + (f" {_plural(n_hidden, 'unit is', 'units are')} not drawn (suppressed "
-                  "counts, or no expected events)." if n_hidden else ""))
+               + (f" {_plural(n_hidden, 'unit is', 'units are')} not drawn (counts "
+                  "suppressed here or at source, or no expected events)." if n_hidden else ""))
     return _figure(fig, files, f"funnel_ratio_{term}"), caption
 
 
@@ -437,7 +443,9 @@ def _results(files: dict[str, bytes], saved: Mapping[str, Any], w: _Words) -> li
             blocks.append(doc.Figure(forest,
                                      alt=f"Forest plot of {w.ratio}s by {_noun(variable)}",
                                      caption=f"Filled circles: adjusted; open squares: crude "
-                                             f"({w.ci} intervals, log scale)."))
+                                             f"({w.ci} intervals, log scale; an interval "
+                                             "that runs beyond the axis ends in an "
+                                             "arrowhead)."))
     return blocks
 
 
@@ -740,7 +748,15 @@ def _trend_blocks(files: dict[str, bytes], saved: Mapping[str, Any], w: _Words) 
                  if (trend.by == v["name"]).any()]
     if not variables:
         return []
-    variable = "ethnicity" if "ethnicity" in variables else variables[0]
+    # a level's rate is shown only where its counts are: draw the variable with the most
+    shown = {v: int(np.isfinite(trend[trend.by == v].rate).sum()) for v in variables}
+    variables.sort(key=lambda v: (-shown[v], v != "ethnicity"))
+    variable = variables[0]
+    if shown[variable] == 0:
+        return [doc.Heading("Trend"), doc.Paragraph(
+            "No observed rate by year can be shown: every one includes counts suppressed at "
+            "source (x) or below the thresholds (c). The model's year effects are in the "
+            "coefficients.")]
     return [doc.Heading("Trend"),
             doc.Figure(_trend(files, cells, variable, w), alt=f"Trend by {_noun(variable)}",
                        caption=f"Observed events per {w.per_text} {w.unit} by year "
@@ -766,7 +782,9 @@ def _methods(run: Mapping[str, Any], w: _Words) -> list[doc.Block]:
     engines = {
         "glm": "a generalised linear model fitted by maximum likelihood (statsmodels); group "
                "terms, if any, only cluster the standard errors",
-        "ml": "maximum likelihood with the Laplace approximation (GPBoost)",
+        "ml": "maximum likelihood with the Laplace approximation of the integral over unit "
+              "effects (adaptive Gauss-Hermite quadrature where [fit.ml] quadrature_nodes is "
+              "set), with exact gradients",
         "pymc": f"Bayesian estimation with PyMC (sampler {s['sampler']}, {s['chains']} chains "
                 f"of {s['draws']} draws after {s['tune']} tuning steps, target acceptance "
                 f"{s['target_accept']:g})",
@@ -900,11 +918,15 @@ def render_report(saved: Mapping[str, Any]) -> dict[str, bytes]:
         if not len(total):
             return config.SYMBOL_UNAVAILABLE
         v = total[column].iloc[0]
-        return f"{v:,.0f}" if np.isfinite(v) else config.SYMBOL_SUPPRESSED
+        return f"{v:,.0f}" if np.isfinite(v) else _symbol(total, column, total.index[0])
 
+    events = count("n_events")
+    events_text = (f"their events (`{w.events}`; the total is not available: it includes "
+                   "counts suppressed at source)" if events == config.SYMBOL_UNAVAILABLE
+                   else f"{events} events (`{w.events}`)")
     intro = (f"{spec['description'] + '. ' if spec['description'] else ''}"
-             f"{count('n_pupils')} {w.unit} (`{w.trials}`) and {count('n_events')} "
-             f"events (`{w.events}`) in {spec['n_cells']:,} cells; engine `{spec['engine']}`.")
+             f"{count('n_pupils')} {w.unit} (`{w.trials}`) and {events_text} in "
+             f"{spec['n_cells']:,} cells; engine `{spec['engine']}`.")
     blocks: list[doc.Block] = []
     if not saved["diagnostics"].get("diagnostics", {}).get("converged", True):
         blocks.append(doc.Paragraph(
@@ -913,6 +935,8 @@ def render_report(saved: Mapping[str, Any]) -> dict[str, bytes]:
             "was written only because the run was asked to (`--allow-unconverged`); see "
             "Diagnostics for what to try."))
     blocks.append(doc.Paragraph(intro))
+    if spec.get("censoring"):  # said beside the headline, not only in the appendix
+        blocks.append(doc.Paragraph(spec["censoring"]))
     blocks += _methods(run, w)
     blocks += _results(files, saved, w)
     blocks += _shares(saved, w)

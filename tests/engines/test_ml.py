@@ -1,4 +1,4 @@
-"""Tests of the ``ml`` engine (Laplace-approximate maximum likelihood with GPBoost)."""
+"""Tests of the ``ml`` engine (Laplace-approximate maximum likelihood)."""
 
 from __future__ import annotations
 
@@ -72,6 +72,38 @@ def test_cbpp_matches_lme4():
     assert len(herd) == 15 and (herd.std_error < 0.6421).all()
     sd = fit.group_sd.iloc[0]
     assert sd.conf_low < sd.estimate < sd.conf_high and sd.std_error > 0
+
+
+# Oracle: R 4.2, glmmTMB 1.1.5 and lme4 1.1-31 on data/cbpp.csv (benchmarks/peers.R's
+# calls): glmmTMB(cbind(incidence, size - incidence) ~ period + (1 | herd), binomial) gives
+# logLik -92.02628186, coefficients -1.3985324664, -0.9923322929, -1.1286712975,
+# -1.5803136871, sdreport standard errors 0.2324720507, 0.3066424950, 0.3266378085,
+# 0.4274365967, herd SD 0.6422616722 with se(log SD) 0.2780210399; lme4's
+# vcov(fit, use.hessian = FALSE) gives 0.2278523702, 0.3053475089, 0.3260011864,
+# 0.4287018666 (its fit stops at a log-likelihood 1e-4 lower, so 0.2% is allowed there).
+GLMMTMB_CBPP_COEF = [-1.3985324664, -0.9923322929, -1.1286712975, -1.5803136871]
+GLMMTMB_CBPP_SE = [0.2324720507, 0.3066424950, 0.3266378085, 0.4274365967]
+LME4_CBPP_CONDITIONAL_SE = [0.2278523702, 0.3053475089, 0.3260011864, 0.4287018666]
+
+
+@pytest.mark.parametrize("se_method", ["hessian", "conditional"])
+def test_cbpp_matches_glmmtmb_and_lme4_standard_errors(se_method):
+    cbpp = pd.read_csv(DATA / "cbpp.csv").astype({"herd": str, "period": str})
+    spec = ModelSpec(family="binomial", events="incidence", trials="size", formula="period",
+                     groups=("herd",), reference={"period": "1"}, engine="ml",
+                     engine_options={"ml": {"se_method": se_method}})
+    fit = ml.fit(build_design(spec, cbpp), spec, progress=False)
+    assert fit.diagnostics["log_likelihood"] == pytest.approx(-92.02628186, abs=1e-6)
+    np.testing.assert_allclose(fit.coef, GLMMTMB_CBPP_COEF, atol=2e-5)
+    herd = fit.group_sd.iloc[0]
+    assert herd.estimate == pytest.approx(0.6422616722, abs=2e-5)
+    # the SD's standard error comes from the Hessian under both methods
+    assert herd.std_error / herd.estimate == pytest.approx(0.2780210399, rel=1e-3)
+    if se_method == "hessian":
+        np.testing.assert_allclose(fit.std_errors, GLMMTMB_CBPP_SE, rtol=1e-3)
+    else:
+        np.testing.assert_allclose(fit.std_errors, LME4_CBPP_CONDITIONAL_SE, rtol=2e-3)
+    assert fit.diagnostics["cov_type"] == se_method
 
 
 def test_recovers_known_truth_nested_binomial():

@@ -176,7 +176,7 @@ def test_shipped_dfe_model_with_min_events_30_leaks_nothing(model, tmp_path: Pat
     spec = spec.replace(report=report)
     with pytest.warns(Warning):
         run = run_model(spec, tmp_path / "run", progress=False, restricted=True)
-    assert _hidden(run) >= 60
+    assert _hidden(run) >= 20  # counts suppressed here (c), besides those DfE suppressed (x)
     assert _attack(run, min_events=30) == []
 
 
