@@ -164,8 +164,7 @@ for world, c in cells.items():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the odds-ratio warning at 5% is the point below
         results[world] = disparity.fit(FORMULA, c, reference={"ethnicity": "White British"},
-                                       ladder=LADDER, n_draws=400, seed=1,
-                                       ml={"delta_rel_conv": 1e-12})
+                                       ladder=LADDER, n_draws=400, seed=1)
 print(results["5%"].summary())
 
 # %%
@@ -331,8 +330,7 @@ for label, formula in (("without SEN", "ethnicity + sex + fsm + cin"),
         warnings.simplefilter("ignore")
         fits[label] = disparity.fit(f"p(n_perm_excl, n_pupils) ~ {formula} + (1 | la/school)",
                                     mediated_cells, reference={"ethnicity": "White British"},
-                                    scope="fit", n_draws=400, seed=1,
-                                    ml={"delta_rel_conv": 1e-12})
+                                    scope="fit", n_draws=400, seed=1)
 truth_m = mediated_truths(mediated, truth_common)
 pd.DataFrame([
     {"model": label, "estimand": {"without SEN": "total", "with SEN": "direct"}[label],

@@ -212,7 +212,7 @@ result.plot("caterpillar", term="school")
 
 # %%
 def screens(schools: pd.DataFrame) -> pd.DataFrame:
-    funnel = funnel_ratios(schools.reset_index(), unit="unit", observed="events",
+    funnel = funnel_ratios(schools.rename_axis("unit").reset_index(), unit="unit", observed="events",
                            expected="expected", overdispersion="none").units.set_index("unit")
     above = funnel.ratio > 1
     flags = {"raw, 95% limit": funnel.outside_95 & above,
@@ -262,19 +262,23 @@ screens(null_schools)
 # ## Real LAs: overdispersion
 #
 # The same funnel for the 152 LAs of England, on the published 2016/17 figures: the share
-# of pupils suspended at least once.
+# of pupils suspended at least once. The City of London (one primary school) has its count
+# suppressed, so 151 LAs are drawn; a funnel cannot place a count known only to be 1 or 2
+# (Example 6 shows what a model can do with it).
 
 # %%
 la = dfe_cells(disparity.read_dfe(shipped_path("characteristics_la_national")),
                unit="la", year="2016/17")
-la = la[["la", "la_name", "n_pupils", "n_one_plus_fixed"]].astype(
-    {"n_pupils": float, "n_one_plus_fixed": float})
+suppressed = la[la.n_one_plus_fixed.isna()]
+print("suppressed (published as x):", ", ".join(suppressed.la_name))
+la = la.dropna(subset=["n_one_plus_fixed"])[["la", "la_name", "n_pupils", "n_one_plus_fixed"]]
+la = la.astype({"n_pupils": float, "n_one_plus_fixed": float})
 funnel = funnel_proportions(la, unit="la_name", n_events="n_one_plus_fixed")
 u = funnel.units
 print(f"phi = {funnel.phi:.1f}; outside the 99.8% limits: "
       f"{int(u.outside_998_unadjusted.sum())} of {len(u)} LAs before the overdispersion "
       f"adjustment, {int(u.outside_998.sum())} after")
-funnel_plot(u, funnel.limits(), title="Pupils suspended at least once, 152 LAs, 2016/17 "
+funnel_plot(u, funnel.limits(), title=f"Pupils suspended at least once, {len(u)} LAs, 2016/17 "
             "(limits widened for overdispersion)", xlabel="Pupils in the LA (log scale)",
             ylabel="Pupils suspended (%)", target=funnel.target)
 
