@@ -56,6 +56,16 @@ def render(script: Path, *, timeout: int = 900) -> float:
     client.execute()
     seconds = time.perf_counter() - start
     name = script.stem
+    for number, cell in enumerate(notebook.cells, 1):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") != "stream":
+                continue
+            # paths in tracebacks and warnings, relative to the repository
+            output["text"] = output["text"].replace(f"{ROOT}{os.sep}", "")
+            if output.get("name") == "stderr":
+                first = output["text"].strip().splitlines()[:1]
+                print(f"  note: cell {number} of {script.name} wrote to stderr: "
+                      f"{first[0][:160] if first else ''}", flush=True)
     body, resources = MarkdownExporter().from_notebook_node(
         notebook, resources={"output_files_dir": f"{name}_files", "unique_key": name})
     OUT.mkdir(parents=True, exist_ok=True)

@@ -181,17 +181,46 @@ plt.show()
 # `noncentered={"herd": False}` asks for the fully centred form.
 
 # %%
+def sampling_checks(runs: dict) -> pd.DataFrame:
+    keys = ("centring_weight_mean", "max_rhat", "min_ess_bulk", "divergences", "converged")
+    return pd.DataFrame({name: {k: r.diagnostics[k] for k in keys}
+                         for name, r in runs.items()}).T
+
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     centred = disparity.fit(FORMULA, cbpp, **SAMPLING, noncentered={"herd": False})
-pd.DataFrame({
-    name: {k: r.diagnostics[k] for k in ("centring_weight_mean", "max_rhat", "min_ess_bulk",
-                                         "min_ess_tail", "divergences")}
-    for name, r in (("engine's default", bayes), ("fully centred", centred))}).T
+    noncentred = disparity.fit(FORMULA, cbpp, **SAMPLING, noncentered={"herd": True})
+sampling_checks({"engine's default": bayes, "fully centred": centred,
+                 "fully non-centred": noncentred})
 
 # %% [markdown]
-# With 15 herds of 7 to 34 cattle both parametrisations sample well here; on exclusions data,
-# schools with a handful of pupils of a group are where the non-centred form earns its keep.
+# With 15 herds of 2 to 34 cattle per period, seen in up to 4 periods, all three sample
+# well. Now 40 groups of 8 trials each, with a 10% event rate: each group has almost no
+# information about its own effect, like the schools of a small ethnic group in an
+# exclusions table.
+
+# %%
+sparse_rng = np.random.default_rng(2)
+sparse = pd.DataFrame({"group": [f"g{i:02d}" for i in range(40)], "n": 8})
+sparse["y"] = sparse_rng.binomial(sparse.n, 0.1)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    sparse_runs = {label: disparity.fit("p(y, n) ~ 1 + (1 | group)", sparse,
+                                        **{**SAMPLING, "draws": 1000, "tune": 1000},
+                                        noncentered={"group": flag})
+                   for label, flag in (("fully centred", False), ("fully non-centred", True))}
+sampling_checks(sparse_runs)
+
+# %% [markdown]
+# The centred run fails: r-hat above 1.01 and a bulk ESS of a few dozen from 2,000
+# draws, so its summaries cannot be trusted; the non-centred run passes every check (the
+# same happens with other seeds). (No
+# divergences were flagged here: the sampler did not break down, it just could not move
+# through the funnel, so r-hat and ESS are the checks that caught it. With other data the
+# same funnel shows up as divergences.) On exclusions data, schools with a handful of
+# pupils of a group are where the non-centred form earns its keep; LAs with thousands of
+# pupils each are where the centred one does.
 #
 # ## Posterior predictive check
 #

@@ -199,8 +199,9 @@ side.round(4)
 # the standard errors that hold the variance parameters fixed, lme4's
 # `vcov(fit, use.hessian = FALSE)`.
 #
-# Nine-node quadrature moves the estimates by under 0.001: with herds of 5 to 34 animals
-# and 2 to 4 periods each, the Laplace approximation is already good here.
+# Nine-node quadrature moves the estimates by under 0.001: with 2 to 34 animals per
+# herd-period and most herds seen in all 4 periods, the Laplace approximation is already
+# good here.
 #
 # `Result.summary()` prints the same fit in the layout of a model summary:
 
