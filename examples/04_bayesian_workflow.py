@@ -19,7 +19,7 @@
 # bovine pleuropneumonia in 15 herds of zebu cattle over 4 periods. It has the structure of
 # an exclusions table (events out of a headcount, in cells grouped by a unit) and is small
 # enough to sample in seconds, and its lme4 fit is published (Example 5). **Time budget:**
-# about 60 s on 2 cores (the first fit compiles the sampler's log-density, about 15 s).
+# about 25 s on 2 cores, plus about 15 s the first time the sampler's log-density is compiled.
 #
 # Gelman et al. (2020) describe a Bayesian analysis as a loop, not a single fit: say what
 # you believe before seeing the data, check that the belief produces plausible data, fit,

@@ -17,7 +17,7 @@
 # published fit.*
 #
 # **Data.** Simulated pupils (`disparity.simulate`), and `data/cbpp.csv` from the R
-# package lme4. **Time budget:** about 45 s on 2 cores.
+# package lme4. **Time budget:** about 15 s on 2 cores.
 #
 # The package has three engines, chosen with `engine=`:
 #

@@ -17,7 +17,7 @@
 # as exactly what it is.*
 #
 # **Data.** Simulated school-by-ethnicity cells with a known truth, suppressed as DfE
-# suppresses its school-level files. **Time budget:** about 20 s on 2 cores.
+# suppresses its school-level files. **Time budget:** about 10 s on 2 cores.
 #
 # DfE publishes a count of 1 or 2 as `x` (the Government Statistical Service's symbol
 # for "suppressed to protect confidential information"); a rate built on one is
