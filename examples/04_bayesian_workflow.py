@@ -249,6 +249,7 @@ for ax, (label, stat) in zip(axes, stats.items()):
     ax.set_title(f"{label}\nP(replicated >= observed) = "
                  f"{np.mean(values >= stat(observed)):.2f}", fontsize=10)
 axes[0].legend(fontsize=8)
+axes[0].set_ylabel("replicated data sets")
 fig.suptitle("Posterior predictive check (1,000 replicated data sets)", fontsize=11)
 fig.tight_layout()
 plt.show()
