@@ -12,8 +12,8 @@ The names below are the public entry points; each is imported on first use, so
 Examples
 --------
 >>> import disparity
->>> sorted(n for n in disparity.__all__ if n.isalpha() and n.islower())[:4]
-['collapse', 'distribution', 'fit', 'publish']
+>>> sorted(n for n in disparity.__all__ if n.islower() and not n.startswith("_"))
+['collapse', 'distribution', 'fit', 'load_model', 'publish', 'rates', 'read_dfe', 'run', 'simulate', 'validate']
 """
 
 from __future__ import annotations
