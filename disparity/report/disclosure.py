@@ -290,7 +290,9 @@ def run_registry(design: Any, variables: Mapping[str, Sequence[str]], rules: Sup
             continue
         text = data[v].astype(str).to_numpy()
         levels = [str(lv) for lv in levels]
-        codes = np.array([levels.index(t) for t in text]) if len(text) else np.array([], int)
+        codes = pd.Categorical(text, categories=levels).codes.astype(np.int64)
+        if (codes < 0).any():  # pragma: no cover - the levels come from these cells
+            raise AssertionError(f"a value of {v!r} is not among its levels")
         n, e, h = _sums(codes, len(levels), trials, events)
         for j, lv in enumerate(levels):
             reg.add(key(**{v: lv}), n[j], e[j], h[j])
@@ -469,6 +471,7 @@ def published_tables(result: Result) -> PublishedTables:
     variables = result.variables
     registry, plans = run_registry(result.design, variables, rules)
     d = disclose_counts(registry, rules)
+    events_known = registry.events_known  # an array built from the registry: once
     notes: list[str] = []
 
     # -- estimates: crude rows, crude-equivalent ladder steps, observed shares
@@ -505,7 +508,7 @@ def published_tables(result: Result) -> PublishedTables:
             continue
         if not keys or not d.all_shown(keys):
             hidden_rows += 1
-            known = all(registry.index(k) is None or registry.events_known[registry.index(k)]
+            known = all(registry.index(k) is None or events_known[registry.index(k)]
                         for k in keys)
             for c in _ESTIMATE_DERIVED:
                 if est.at[i, c] != "":
@@ -533,7 +536,7 @@ def published_tables(result: Result) -> PublishedTables:
         k = key(**{g: u})
         p_ok, e_ok = d.shown(k, "pupils"), d.shown(k, "events")
         j = registry.index(k)
-        known = j is None or bool(registry.events_known[j])
+        known = j is None or bool(events_known[j])
         for c, ok in (("n_pupils", p_ok), ("n_events", e_ok)):
             if units.at[i, c] != "":
                 units.at[i, c] = _count(float(units.at[i, c]), ok, rules.round_to,
@@ -567,7 +570,7 @@ def published_tables(result: Result) -> PublishedTables:
             (by, level), = parts.items()
             margin, year = ("unit" if by in plans else "variable"), ""
         p_ok, e_ok = bool(d.pupils_shown[i]), bool(d.events_shown[i])
-        known = bool(registry.events_known[i])
+        known = bool(events_known[i])
         n, e = registry.pupils[i], registry.events[i]
         rows.append({"margin": margin, "by": by, "level": level, "year": year,
                      "n_pupils": _count(n, p_ok, rules.round_to),
