@@ -123,6 +123,19 @@ def fit(
     0.64
     >>> "herd" in r.summary()
     True
+
+    Rate ratios of the periods against period 1, a prediction for a herd the model has not
+    seen (its effect is the population's, 0), and a figure:
+
+    >>> rr = r.rate_ratios("period")
+    >>> rr.level.tolist(), bool((rr.estimate < 1).all())
+    (['2', '3', '4'], True)
+    >>> new = pd.DataFrame({"period": ["1"], "herd": ["a new herd"], "size": [20]})
+    >>> p = r.predict(new, new_levels="population")
+    >>> round(float(p.iloc[0]), 3)  # 1 / (1 + exp(1.3983)), the period-1 rate of a typical herd
+    0.198
+    >>> r.plot("forest").axes[0].get_xlabel() != ""
+    True
     """
     from disparity.formula import parse_formula
     from disparity.runner import fit_result

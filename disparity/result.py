@@ -604,7 +604,7 @@ def _summary(result: Result) -> str:
     for key, label in (("iterations", "iterations"), ("log_likelihood", "log-likelihood"),
                        ("max_rhat", "max r-hat"), ("min_ess_bulk", "min bulk ESS"),
                        ("divergences", "divergences")):
-        if diag.get(key) is not None:
+        if diag.get(key) is not None and not isinstance(diag[key], (dict, list)):
             v = diag[key]
             parts.append(f"{label}: {v:,.4g}" if isinstance(v, float) else f"{label}: {v}")
     lines.append("   ".join(p for p in parts if p))

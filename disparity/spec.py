@@ -886,7 +886,7 @@ def _data_options(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
             options["suppressed"] = v
     if "suppressed_range" in data:
         v = data["suppressed_range"]
-        if (not isinstance(v, list) or len(v) != 2 or not all(_is_int(x) for x in v)
+        if (not isinstance(v, (list, tuple)) or len(v) != 2 or not all(_is_int(x) for x in v)
                 or not 0 <= v[0] <= v[1]):
             problems.append(
                 "[data] suppressed_range must be two whole numbers [low, high] with "
