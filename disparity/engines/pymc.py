@@ -58,22 +58,13 @@ from disparity.config import CI_PROB
 from disparity.design import Design
 from disparity.engines.base import Fit
 from disparity.errors import ConvergenceWarning, DataWarning, SpecError, ValidationError
+from disparity.spec import DEFAULT_PRIORS
 
 #: Samplers a model file may name; ``"auto"`` picks the fastest one installed.
 SAMPLERS: tuple[str, ...] = ("auto", "pymc", "nutpie", "numpyro")
 
 #: Families this engine fits.
 FAMILIES: tuple[str, ...] = ("binomial", "poisson", "negative_binomial")
-
-#: Prior defaults (see the model contract); a model file's ``[priors]`` table overrides them.
-DEFAULT_PRIORS: Mapping[str, float] = {
-    "intercept_sd": 2.5,
-    "coef_sd": 1.0,
-    "group_sd": 1.0,
-    "slope_sd": 0.5,
-    "dispersion_shape": 2.0,
-    "dispersion_rate": 0.1,
-}
 
 #: Convergence thresholds (Vehtari et al. 2021).
 MAX_RHAT: float = 1.01
