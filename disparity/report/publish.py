@@ -44,7 +44,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -204,6 +204,13 @@ def table_bytes(frame: pd.DataFrame, path: str | os.PathLike[str]) -> bytes:
     return csv_bytes(frame, pupils=True)
 
 
+def _write_synced(handle: BinaryIO, data: bytes) -> None:
+    """Write ``data`` to an open binary file and force it to disk before returning."""
+    handle.write(data)
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
 def write_file(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write one output file atomically: a temporary sibling, then a rename, so a killed
     or failed write never leaves a partial file.
@@ -222,9 +229,7 @@ def write_file(path: str | os.PathLike[str], data: bytes) -> Path:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.partial-", dir=path.parent)
         tmp = Path(name)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            _write_synced(handle, data)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
         tmp = None
@@ -573,13 +578,9 @@ def write_folder(out_dir: Path, files: Mapping[str, bytes], manifest: bytes) -> 
             path = tmp / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+                _write_synced(handle, data)
         with open(tmp / MANIFEST, "wb") as handle:
-            handle.write(manifest)
-            handle.flush()
-            os.fsync(handle.fileno())
+            _write_synced(handle, manifest)
         os.chmod(tmp, 0o755)
         if out_dir.exists():
             if _exchange(tmp, out_dir):
