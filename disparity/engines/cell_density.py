@@ -53,6 +53,8 @@ from typing import Any, Mapping
 import numba
 import numpy as np
 
+from disparity.engines.laplace import covariate_patterns
+
 #: Family codes used inside the compiled kernels.
 FAMILY_CODE: Mapping[str, int] = {"binomial": 0, "poisson": 1, "negative_binomial": 2}
 
@@ -299,8 +301,7 @@ def build_density(
         fixed_mu[0] = crude_link(events, trials, family)
         fixed_sd = np.full(p, float(priors.get("coef_sd", 1.0)))
         fixed_sd[0] = float(priors.get("intercept_sd", 2.5))
-    patterns, pattern = np.unique(X, axis=0, return_inverse=True)
-    pattern = pattern.reshape(-1).astype(np.int64)
+    patterns, pattern = covariate_patterns(X)
     first = np.zeros(len(patterns), dtype=np.int64)
     first[pattern[::-1]] = np.arange(n_cells)[::-1]
     Z = np.ascontiguousarray(Zfull[first])
