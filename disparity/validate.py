@@ -359,13 +359,15 @@ def _check_levels(
     problems: list[str],
 ) -> None:
     series = frame[column]
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        series = series.astype(object)
-    unknown = ~missing & ~series.isin(list(valid)).to_numpy(dtype=bool)
+    if isinstance(series.dtype, pd.CategoricalDtype):  # each category checked once
+        outside = ~series.cat.categories.isin(list(valid))
+        unknown = ~missing & _category_rows(series, outside)
+    else:
+        unknown = ~missing & ~series.isin(list(valid)).to_numpy(dtype=bool)
     k = int(unknown.sum())
     if not k:
         return
-    bad = list(dict.fromkeys(series.to_numpy()[unknown]))
+    bad = list(dict.fromkeys(series.to_numpy(dtype=object)[unknown]))
     problems.append(levels_problem(column, k, bad, len(bad), _rows(unknown), valid, caller))
 
 
