@@ -57,6 +57,8 @@ RECOVERY_TERMS = ("ethnicity[T.Black Caribbean]", "ethnicity[T.Gypsy/Roma]",
 ROW_KEYS = ("engine", "seconds", "peak_mib", "log_likelihood", "converged", "terms", "coef",
             "se", "sd_terms", "sd", "sd_low", "sd_high", "note")
 Z95 = 1.959963984540054
+#: Seconds after which a glmmTMB fit is stopped (``--peer-timeout``).
+PEER_TIMEOUT_S = 600.0
 
 
 @dataclass
@@ -240,7 +242,8 @@ ENGINES: dict[str, Callable[..., list[dict]]] = {
     "ml_conditional": lambda c, m, repeats=3: ml_rows(c, m, repeats=repeats,
                                                       se_method="conditional"),
     "ml_aghq": lambda c, m, repeats=3: ml_rows(c, m, repeats=repeats, nodes=9),
-    "glmmTMB": lambda c, m, repeats=3: r_rows("glmmTMB", c, m, repeats=repeats),
+    "glmmTMB": lambda c, m, repeats=3: r_rows("glmmTMB", c, m, repeats=repeats,
+                                              timeout=PEER_TIMEOUT_S),
     "glmer": lambda c, m, repeats=3: r_rows("glmer", c, m, repeats=repeats, timeout=120),
     "glmer_bobyqa": lambda c, m, repeats=3: r_rows("glmer_bobyqa", c, m, repeats=repeats),
 }
@@ -461,6 +464,11 @@ def print_tables(steps: list[dict], fits: list[tuple[BenchModel, list[dict]]]) -
             print("| " + " | ".join(cells_) + " |")
 
 
+def _set_peer_timeout(seconds: float) -> None:
+    global PEER_TIMEOUT_S
+    PEER_TIMEOUT_S = float(seconds)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", nargs="*", default=["100k", "1M"], choices=list(SIZES))
@@ -473,11 +481,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--peer-sizes", nargs="*", default=["DfE", "100k", "1M"],
                         help="sizes at which the R peers run (they take minutes at 8M)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--peer-timeout", type=float, default=PEER_TIMEOUT_S,
+                        help="seconds after which a glmmTMB fit is stopped (default 600)")
     parser.add_argument("--cli", action="store_true",
                         help="also time `disparity fit` as a whole process on a pupils file")
     parser.add_argument("--seed", type=int, default=2016)
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
+    _set_peer_timeout(args.peer_timeout)
 
     steps: list[dict] = []
     fits: list[tuple[BenchModel, list[dict]]] = []

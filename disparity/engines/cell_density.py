@@ -592,6 +592,57 @@ def _censored_cell(family, eta, n, lo, hi, alpha, lgamma_alpha):
     return lp, d_eta / total, d_alpha / total
 
 
+#: Compiler flags of the vectorised binomial pass: reassociation lets the sum over cells
+#: run in SIMD lanes (the sum's rounding then differs from the scalar loop's by about 1e-16
+#: relative), contraction fuses the polynomial's multiply-adds.
+_vector = numba.njit(nogil=True, cache=True, error_model="numpy",
+                     fastmath={"reassoc", "contract"})
+
+
+@_vector
+def _binomial_pass(w, eta, trials, events):
+    """``-sum n log(1 + w)`` over cells, with ``w = exp(eta)``; ``w`` is overwritten by each
+    cell's derivative ``y - n w / (1 + w)``.
+
+    ``log(1 + w) = 2 atanh(w / (2 + w))`` for ``w <= 1`` and ``eta + 2 atanh(1 / (2 w + 1))``
+    above, so the atanh argument is at most 1/3 and its series ``atanh t = t sum_k
+    t^(2k) / (2k + 1)``, 18 terms, is exact to the last bit (truncation below 1e-18; at
+    most 5e-16 relative from rounding, checked against ``log1p`` in the tests). Unlike
+    ``math.log`` the loop has no call, so the compiler runs it in SIMD lanes: 2 to 3 times
+    faster than the scalar loop on the cells of a national model.
+    """
+    lp = 0.0
+    for c in range(w.shape[0]):
+        x = w[c]
+        small = x <= 1.0
+        t = x / (2.0 + x) if small else 1.0 / (2.0 * x + 1.0)
+        t2 = t * t
+        p = (((((((((((((((((0.02857142857142857) * t2 + 0.030303030303030304) * t2 + 0.03225806451612903) * t2 + 0.034482758620689655) * t2 + 0.037037037037037035) * t2 + 0.04) * t2 + 0.043478260869565216) * t2 + 0.047619047619047616) * t2 + 0.05263157894736842) * t2 + 0.058823529411764705) * t2 + 0.06666666666666667) * t2 + 0.07692307692307693) * t2 + 0.09090909090909091) * t2 + 0.1111111111111111) * t2 + 0.14285714285714285) * t2 + 0.2) * t2 + 0.3333333333333333) * t2 + 1.0
+        n = trials[c]
+        lp -= n * (2.0 * t * p + (0.0 if small else eta[c]))
+        w[c] = events[c] - n * x / (1.0 + x)
+    return lp
+
+
+def log1p_exp(eta: np.ndarray) -> np.ndarray:
+    """``log(1 + exp(eta))`` by the series of :func:`_binomial_pass` (for tests and checks).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> eta = np.array([-30.0, -2.0, 0.0, 3.0, 30.0])
+    >>> bool(np.allclose(log1p_exp(eta), np.logaddexp(0.0, eta), rtol=1e-15, atol=0))
+    True
+    """
+    eta = np.ascontiguousarray(eta, dtype=np.float64)
+    w = np.exp(eta)
+    out = np.empty_like(eta)
+    ones, zeros = np.ones(1), np.zeros(1)
+    for i in range(eta.size):  # one cell at a time: each value on its own
+        out[i] = -_binomial_pass(w[i : i + 1], eta[i : i + 1], ones, zeros)
+    return out
+
+
 @_jit
 def _observed_by_unit(xb, u, family, alpha, unit_levels, unit_start, pattern, trials, events,
                       gxb, gu):
@@ -623,6 +674,30 @@ def _observed_by_unit(xb, u, family, alpha, unit_levels, unit_start, pattern, tr
         pattern_exp[q] = math.exp(xb[q])
     lp = 0.0
     g_alpha = 0.0
+    if family == 0:  # binomial: per unit, gather, one vectorised pass, scatter
+        largest = 0
+        for k in range(n_units):
+            largest = max(largest, unit_start[k + 1] - unit_start[k])
+        # small buffers (one unit's cells): a buffer of every cell would be fresh memory,
+        # page-faulted in on every call, and cost more than the pass itself
+        w = np.empty(largest)
+        eta = np.empty(largest)
+        for k in range(n_units):
+            a, b = unit_start[k], unit_start[k + 1]
+            f = math.exp(unit_sum[k])
+            s = unit_sum[k]
+            for c in range(a, b):
+                q = pattern[c]
+                w[c - a] = pattern_exp[q] * f
+                eta[c - a] = xb[q] + s
+            lp += _binomial_pass(w[: b - a], eta[: b - a], trials[a:b], events[a:b])
+            r_unit = 0.0
+            for c in range(a, b):
+                gxb[pattern[c]] += w[c - a]
+                r_unit += w[c - a]
+            for g in range(unit_levels.shape[0]):
+                gu[unit_levels[g, k]] += r_unit
+        return lp, 0.0, True
     for k in range(n_units):
         f = math.exp(unit_sum[k])
         r_unit = 0.0
