@@ -63,9 +63,11 @@ def posterior_mode(density: CellDensity, design: Any = None, *, rounds: int = 8,
     centred = density.with_weights(np.ones(density.n_effects))
     nf, t0 = flat.n_fixed, flat.t_start
     free = np.r_[np.arange(nf), np.arange(t0, flat.n_dim)]
-    theta = np.zeros(flat.n_dim)
-    theta[:nf] = flat.fixed_mu
-    theta[nf:t0] = np.log(0.5 * flat.sd_scale)
+    # start with every effect at 0: in the centred coordinates each level's value is its
+    # parent's (the intercept for an LA)
+    alpha0 = 1.0 if flat.has_alpha else None
+    theta = centred.to_theta(flat.fixed_mu, 0.5 * flat.sd_scale, np.zeros(flat.n_effects),
+                             alpha0)
 
     def objective(x: np.ndarray) -> tuple[float, np.ndarray]:
         point = theta.copy()
@@ -81,7 +83,7 @@ def posterior_mode(density: CellDensity, design: Any = None, *, rounds: int = 8,
         theta[free] = result.x
         if not flat.n_sd:
             break
-        u = theta[t0 : t0 + flat.n_effects]  # centred: t = u
+        u = centred.effects(theta)  # centred: t is each level's value x = m + u
         sd = np.exp(theta[nf:t0])[flat.effect_sd_index]
         information = centred.cell_information(theta)
         if design is not None:
@@ -95,7 +97,7 @@ def posterior_mode(density: CellDensity, design: Any = None, *, rounds: int = 8,
         theta[nf:t0] = np.log(new_sd)
         if change < 0.01:
             break
-    u = theta[t0 : t0 + flat.n_effects]
+    u = centred.effects(theta)
     sd = np.exp(theta[nf:t0])
     alpha = float(np.exp(theta[-1])) if flat.has_alpha else None
     return flat.to_theta(theta[:nf], sd, u, alpha)
@@ -118,6 +120,41 @@ def choose_weights(density: CellDensity, mode: np.ndarray, design: Any,
             weights[block.start : block.start + block.size] = (
                 0.0 if noncentered[key] else 1.0)
     return weights
+
+
+#: A level of a top term (one nested in no other) whose centring weight is at least this is
+#: sampled fully centred, in location too (hierarchical centring on the intercept).
+LOCATE_FROM_WEIGHT: float = 0.5
+
+
+def choose_location(density: CellDensity, weights: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Weights and location flags: levels of top terms that the data pin down are centred
+    on the intercept.
+
+    Where a level's weight ``w = I sd^2 / (1 + I sd^2)`` is at least
+    :data:`LOCATE_FROM_WEIGHT` (the data say more about it than its prior, ``I sd^2 >= 1``)
+    and its term is nested in no other, it is sampled as its value ``a + u`` (``w = 1``,
+    located): the sum of such effects then no longer trades against the intercept ``a``.
+    Partial centring in location (``0 < w < 1``) was tried and slowed the SDs instead, and
+    nested terms (schools on their LA) are left centred in scale only for the same reason.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from disparity.design import Design, GroupTerm
+    >>> g = GroupTerm(name="la", columns=("la",), index=np.array([0, 1]), levels=("A", "B"))
+    >>> d = Design(family="binomial", X=np.ones((2, 1)), terms=("Intercept",),
+    ...            events=np.array([5.0, 9.0]), trials=np.array([100.0, 100.0]), groups=(g,))
+    >>> from disparity.engines.cell_density import build_density
+    >>> density = build_density(d, priors={"intercept_sd": 2.5, "group_sd": 1.0})
+    >>> choose_location(density, np.array([0.8, 0.3]))
+    (array([1. , 0.3]), array([1., 0.]))
+    """
+    weights = np.asarray(weights, dtype=float).copy()
+    located = ((density.effect_parent == -2) & (weights >= LOCATE_FROM_WEIGHT)).astype(float)
+    weights[located == 1.0] = 1.0
+    return weights, located
 
 
 def _through_nested_terms(information: np.ndarray, sd: np.ndarray, density: CellDensity,

@@ -359,9 +359,12 @@ def _sample_native(design: Design, spec: Any, *, draws: int, tune: int, chains: 
     t1 = time.perf_counter()
     mode = cell_sampler.posterior_mode(flat, design)
     t2 = time.perf_counter()
-    weights = (np.zeros(flat.n_effects) if options.get("centring") == "none"
-               else cell_sampler.choose_weights(flat, mode, design, noncentered))
-    density = flat.with_weights(weights)
+    if options.get("centring") == "none":
+        weights, located = np.zeros(flat.n_effects), np.zeros(flat.n_effects)
+    else:
+        weights, located = cell_sampler.choose_location(
+            flat, cell_sampler.choose_weights(flat, mode, design, noncentered))
+    density = flat.with_weights(weights, located)
     sd = np.exp(mode[flat.n_fixed : flat.t_start])
     alpha = float(np.exp(mode[-1])) if flat.has_alpha else None
     start = density.to_theta(mode[: flat.n_fixed], sd, flat.effects(mode), alpha)
@@ -392,6 +395,9 @@ def _sample_native(design: Design, spec: Any, *, draws: int, tune: int, chains: 
         "n_parameters": int(flat.n_dim),
         "n_censored_cells": int(flat.censored["trials"].shape[0]),
         "centring_weight_mean": centring,
+        "levels_centred_in_location": {
+            key: int(located[b.start : b.start + b.size].sum())
+            for b, key in zip(density.blocks, cell_density.block_keys(design))},
         "seconds_setup": round(t1 - t0, 3),
         "seconds_mode": round(t2 - t1, 3),
         "seconds_sampling": round(t3 - t2, 3),

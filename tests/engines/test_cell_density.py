@@ -103,7 +103,8 @@ def test_centring_weights_change_only_the_coordinates():
     flat = cell_density.build_density(design, priors=PRIORS)
     rng = np.random.default_rng(4)
     weights = rng.uniform(0, 1, flat.n_effects)
-    partial = flat.with_weights(weights)
+    partial = flat.with_weights(weights, located=rng.integers(0, 2, flat.n_effects))
+    assert partial.effect_located.any()
     fixed = np.array([-2.0, 0.3, 0.5])
     sd = np.array([0.4, 0.7])
     u = rng.normal(scale=0.5, size=flat.n_effects)
@@ -114,6 +115,30 @@ def test_centring_weights_change_only_the_coordinates():
     assert partial.logp_and_grad(b)[0] - flat.logp_and_grad(a)[0] == pytest.approx(jacobian)
     for name, value in flat.expand(a).items():
         np.testing.assert_allclose(partial.expand(b)[name], value)
+
+
+@pytest.mark.parametrize("groups", [("la/school",), ("school", "trust")])
+def test_partially_centred_gradient_equals_finite_differences(groups):
+    # Location and scale centring at weights strictly between 0 and 1: schools centred on
+    # their LA's value, LAs (and crossed terms) on the intercept. The reverse pass through
+    # the parents must give the gradient of the density that finite differences see.
+    spec = _spec("binomial", groups=groups)
+    design = build_design(spec, _cells())
+    flat = cell_density.build_density(design, priors=PRIORS)
+    rng = np.random.default_rng(11)
+    partial = flat.with_weights(rng.uniform(0.05, 0.95, flat.n_effects),
+                                located=np.ones(flat.n_effects))
+    nested = groups == ("la/school",)
+    assert (partial.effect_parent >= 0).any() == nested  # schools point at their LA
+    assert (partial.effect_parent == -2).any()  # top-level terms at the intercept
+    theta = rng.normal(scale=0.5, size=partial.n_dim)
+    theta[0] -= 2.0
+    lp, grad = partial.logp_and_grad(theta)
+    h = 1e-6
+    numeric = np.array([
+        (partial.logp_and_grad(theta + h * e)[0] - partial.logp_and_grad(theta - h * e)[0])
+        / (2 * h) for e in np.eye(partial.n_dim)])
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-5)
 
 
 def _by_hand(family: str, events, upper, trials, eta, alpha) -> np.ndarray:
