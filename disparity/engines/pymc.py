@@ -835,16 +835,28 @@ def _finite_or_none(value: Any) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def _dataset_extreme(dataset: Any, how: str) -> float:
-    values = [np.asarray(dataset[v].values, dtype=float).ravel() for v in dataset.data_vars]
-    values = [v for v in values if v.size]
-    if not values:
-        return float("nan")
-    allv = np.concatenate(values)
-    allv = allv[np.isfinite(allv)]
-    if not allv.size:
-        return float("nan")
-    return float(allv.max() if how == "max" else allv.min())
+def _convergence_extremes(posterior: Any) -> tuple[float, float, float]:
+    """Largest rank-normalised R-hat and smallest bulk and tail ESS over every sampled
+    quantity, computed for all of them at once (:mod:`disparity.engines.rhat_ess`; ArviZ's
+    per-parameter loop took 14 s for the 3,000 schools of 1M pupils). As in ArviZ, R-hat
+    needs 2 chains and both need 4 draws; otherwise they are NaN."""
+    from disparity.engines import rhat_ess
+
+    n_chains, n_draws = int(posterior.sizes["chain"]), int(posterior.sizes["draw"])
+    columns = [np.asarray(posterior[v].values, dtype=float).reshape(n_chains, n_draws, -1)
+               for v in posterior.data_vars]
+    columns = [c for c in columns if c.shape[2]]
+    if not columns or n_draws < 4:
+        return float("nan"), float("nan"), float("nan")
+    draws = np.concatenate(columns, axis=2)
+
+    def extreme(values: np.ndarray, how) -> float:
+        values = values[np.isfinite(values)]
+        return float(how(values)) if values.size else float("nan")
+
+    max_rhat = extreme(rhat_ess.rhat(draws), np.max) if n_chains >= 2 else float("nan")
+    return (max_rhat, extreme(rhat_ess.ess_bulk(draws), np.min),
+            extreme(rhat_ess.ess_tail(draws), np.min))
 
 
 def _diagnostics(idata: Any, *, sampler: str, draws: int, tune: int, chains: int) -> dict[str, Any]:
@@ -857,9 +869,7 @@ def _diagnostics(idata: Any, *, sampler: str, draws: int, tune: int, chains: int
         # ArviZ warns (RuntimeWarning) on degenerate inputs such as a single short chain;
         # those cases surface as NaN and are reported below.
         warnings.simplefilter("ignore")
-        max_rhat = _dataset_extreme(az.rhat(posterior), "max")
-        ess_bulk = _dataset_extreme(az.ess(posterior, method="bulk"), "min")
-        ess_tail = _dataset_extreme(az.ess(posterior, method="tail"), "min")
+        max_rhat, ess_bulk, ess_tail = _convergence_extremes(posterior)
         try:
             bfmi = np.asarray(az.bfmi(idata), dtype=float)
             min_bfmi = float(np.nanmin(bfmi)) if bfmi.size else float("nan")
