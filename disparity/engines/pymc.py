@@ -854,9 +854,9 @@ def _convergence_extremes(posterior: Any) -> tuple[float, float, float]:
         values = values[np.isfinite(values)]
         return float(how(values)) if values.size else float("nan")
 
-    max_rhat = extreme(rhat_ess.rhat(draws), np.max) if n_chains >= 2 else float("nan")
-    return (max_rhat, extreme(rhat_ess.ess_bulk(draws), np.min),
-            extreme(rhat_ess.ess_tail(draws), np.min))
+    rhat, bulk, tail = rhat_ess.rhat_ess_bulk_tail(draws)
+    max_rhat = extreme(rhat, np.max) if n_chains >= 2 else float("nan")
+    return max_rhat, extreme(bulk, np.min), extreme(tail, np.min)
 
 
 def _diagnostics(idata: Any, *, sampler: str, draws: int, tune: int, chains: int) -> dict[str, Any]:

@@ -47,12 +47,25 @@ def _split(x: np.ndarray) -> np.ndarray:
 
 def _z_scale(x: np.ndarray) -> np.ndarray:
     """Normal scores of the pooled ranks (ties averaged), ``Phi^-1((r - 3/8) / (S + 1/4))``."""
-    from scipy import special, stats
+    from scipy import special
 
     chains, n, k = x.shape
-    flat = x.reshape(chains * n, k)
-    ranks = stats.rankdata(flat, method="average", axis=0)
-    return special.ndtri((ranks - 0.375) / (chains * n + 0.25)).reshape(x.shape)
+    size = chains * n
+    rows = np.ascontiguousarray(x.reshape(size, k).T)  # one parameter per row
+    order = np.argsort(rows, axis=1)
+    ordered = np.take_along_axis(rows, order, axis=1)
+    # average rank of each run of equal values: (first + last position) / 2 + 1
+    position = np.arange(size, dtype=np.float64)[None, :]
+    starts = np.ones(rows.shape, dtype=bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    ends = np.ones(rows.shape, dtype=bool)
+    ends[:, :-1] = starts[:, 1:]
+    first = np.maximum.accumulate(np.where(starts, position, 0.0), axis=1)
+    last = np.minimum.accumulate(np.where(ends, position, size)[:, ::-1], axis=1)[:, ::-1]
+    ranks = np.empty_like(rows)
+    np.put_along_axis(ranks, order, (first + last) / 2.0 + 1.0, axis=1)
+    z = special.ndtri((ranks - 0.375) / (size + 0.25))
+    return np.ascontiguousarray(z.T).reshape(x.shape)
 
 
 def _rhat(x: np.ndarray) -> np.ndarray:
@@ -103,6 +116,34 @@ def _ess(x: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(rho).any(axis=0) & ~constant, np.nan, ess)
 
 
+def rhat_ess_bulk_tail(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`rhat`, :func:`ess_bulk` and :func:`ess_tail` together (the split chains'
+    normal scores, the costly part, computed once)."""
+    draws = np.asarray(draws, dtype=np.float64)
+    k = draws.shape[2] if draws.ndim == 3 else 0
+    out = np.empty((3, k))
+
+    def statistic(x: np.ndarray) -> np.ndarray:
+        split = _split(x)
+        z = _z_scale(split)
+        median = np.median(split.reshape(-1, split.shape[2]), axis=0)
+        r = np.maximum(_rhat(z), _rhat(_z_scale(np.abs(split - median))))
+        return np.stack([r, _ess(z), _tail(x)])
+
+    if draws.ndim != 3:
+        raise ValueError(f"draws must be (chains, draws, parameters), got shape {draws.shape}")
+    for start in range(0, k, BLOCK):
+        out[:, start : start + BLOCK] = statistic(draws[:, :, start : start + BLOCK])
+    return out[0], out[1], out[2]
+
+
+def _tail(x: np.ndarray) -> np.ndarray:
+    flat = x.reshape(-1, x.shape[2])
+    low, high = np.quantile(flat, [0.05, 0.95], axis=0)
+    return np.minimum(_ess(_split((x <= low).astype(float))),
+                      _ess(_split((x <= high).astype(float))))
+
+
 def rhat(draws: np.ndarray) -> np.ndarray:
     """Rank-normalised split R-hat: the larger of the bulk and the folded (tail) R-hat.
 
@@ -147,10 +188,4 @@ def ess_tail(draws: np.ndarray) -> np.ndarray:
     >>> bool(np.all(ess_tail(x) > 1000))
     True
     """
-    def statistic(x: np.ndarray) -> np.ndarray:
-        flat = x.reshape(-1, x.shape[2])
-        low, high = np.quantile(flat, [0.05, 0.95], axis=0)
-        return np.minimum(_ess(_split((x <= low).astype(float))),
-                          _ess(_split((x <= high).astype(float))))
-
-    return _blocks(draws, statistic)
+    return _blocks(draws, _tail)

@@ -53,6 +53,9 @@ def test_a_stuck_chain_is_flagged_and_blocks_give_the_same_answer(monkeypatch):
     x = _chains(4)
     assert rhat_ess.rhat(x)[3] > 1.1  # chains centred 0.5 apart
     assert rhat_ess.ess_bulk(x)[2] < rhat_ess.ess_bulk(x)[0] / 10  # AR(0.99) vs white noise
+    together = rhat_ess.rhat_ess_bulk_tail(x)
+    for one, name in zip(together, ("rhat", "ess_bulk", "ess_tail")):
+        np.testing.assert_allclose(one, getattr(rhat_ess, name)(x), rtol=1e-12)
     whole = rhat_ess.ess_bulk(x)
     monkeypatch.setattr(rhat_ess, "BLOCK", 2)
     np.testing.assert_array_equal(rhat_ess.ess_bulk(x), whole)
