@@ -32,10 +32,14 @@ def _blocks(draws: np.ndarray, statistic) -> np.ndarray:
     draws = np.asarray(draws, dtype=np.float64)
     if draws.ndim != 3:
         raise ValueError(f"draws must be (chains, draws, parameters), got shape {draws.shape}")
-    out = np.empty(draws.shape[2])
-    for start in range(0, draws.shape[2], BLOCK):
-        out[start : start + BLOCK] = statistic(draws[:, :, start : start + BLOCK])
-    return out
+    k = draws.shape[2]
+    out = None
+    for start in range(0, k, BLOCK):
+        part = statistic(draws[:, :, start : start + BLOCK])
+        if out is None:  # one value per parameter, or a stack of them
+            out = np.empty(part.shape[:-1] + (k,))
+        out[..., start : start + BLOCK] = part
+    return out if out is not None else np.empty(0)
 
 
 def _split(x: np.ndarray) -> np.ndarray:
@@ -119,22 +123,22 @@ def _ess(x: np.ndarray) -> np.ndarray:
 def rhat_ess_bulk_tail(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`rhat`, :func:`ess_bulk` and :func:`ess_tail` together (the split chains'
     normal scores, the costly part, computed once)."""
-    draws = np.asarray(draws, dtype=np.float64)
-    k = draws.shape[2] if draws.ndim == 3 else 0
-    out = np.empty((3, k))
-
     def statistic(x: np.ndarray) -> np.ndarray:
         split = _split(x)
         z = _z_scale(split)
-        median = np.median(split.reshape(-1, split.shape[2]), axis=0)
-        r = np.maximum(_rhat(z), _rhat(_z_scale(np.abs(split - median))))
-        return np.stack([r, _ess(z), _tail(x)])
+        return np.stack([_rank_rhat(split, z), _ess(z), _tail(x)])
 
-    if draws.ndim != 3:
-        raise ValueError(f"draws must be (chains, draws, parameters), got shape {draws.shape}")
-    for start in range(0, k, BLOCK):
-        out[:, start : start + BLOCK] = statistic(draws[:, :, start : start + BLOCK])
+    out = _blocks(draws, statistic)
+    if out.ndim == 1:  # no parameters
+        return out, out.copy(), out.copy()
     return out[0], out[1], out[2]
+
+
+def _rank_rhat(split: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The larger of the bulk R-hat (of ``z``, the split chains' normal scores) and the
+    folded one (of the scores of the distances from the median)."""
+    median = np.median(split.reshape(-1, split.shape[2]), axis=0)
+    return np.maximum(_rhat(z), _rhat(_z_scale(np.abs(split - median))))
 
 
 def _tail(x: np.ndarray) -> np.ndarray:
@@ -156,10 +160,7 @@ def rhat(draws: np.ndarray) -> np.ndarray:
     """
     def statistic(x: np.ndarray) -> np.ndarray:
         split = _split(x)
-        bulk = _rhat(_z_scale(split))
-        median = np.median(split.reshape(-1, split.shape[2]), axis=0)
-        folded = _rhat(_z_scale(np.abs(split - median)))
-        return np.maximum(bulk, folded)
+        return _rank_rhat(split, _z_scale(split))
 
     return _blocks(draws, statistic)
 
