@@ -460,10 +460,13 @@ def _mvn(rng: np.random.Generator, fit: Fit, n_draws: int) -> np.ndarray:
     coef = np.asarray(fit.coef, dtype=np.float64)
     cov = np.asarray(fit.coef_cov, dtype=np.float64)
     cov = (cov + cov.T) / 2.0
-    # eigen-decomposition: tolerates a covariance that is only semi-definite
+    # the symmetric square root: tolerates a covariance that is only semi-definite, and
+    # unlike the eigenvectors themselves (signs, rotations within near-equal eigenvalues,
+    # which differ between LAPACK builds) it is unique and continuous in the covariance,
+    # so the same seed gives the same draws on every machine
     values, vectors = np.linalg.eigh(cov)
-    root = vectors * np.sqrt(np.clip(values, 0.0, None))
-    return coef[None, :] + rng.standard_normal((n_draws, coef.size)) @ root.T
+    root = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+    return coef[None, :] + rng.standard_normal((n_draws, coef.size)) @ root
 
 
 def _lognormal(rng: np.random.Generator, est: float, se: float, n_draws: int) -> np.ndarray | None:

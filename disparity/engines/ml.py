@@ -322,6 +322,7 @@ def fit(design: Design, spec: Any, *, progress: bool = True) -> Fit:
     diagnostics: dict[str, Any] = {
         "converged": bool(converged),
         "iterations": int(result.iterations),
+        "newton_polish_steps": int(result.polish_steps),
         "max_iterations": int(options["maxit"]),
         "function_evaluations": int(result.evaluations),
         "newton_iterations": int(model.newton_iterations),

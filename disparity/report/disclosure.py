@@ -69,6 +69,7 @@ from disparity import config
 from disparity.settings import SuppressionRules
 from disparity.vocabulary import YEAR
 
+from .precision import rounded_table
 from .suppress import protect
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -375,6 +376,8 @@ _ESTIMATE_DERIVED = ("estimate", "std_error", "conf_low", "conf_high", "rate",
 #: Estimands built directly on counts.
 _CRUDE = ("crude_rate_ratio", "crude_rate_difference")
 _SHARES = ("event_share_observed", "pupil_share")
+#: Observed figures: arithmetic on counts, published as computed (not rounded).
+_OBSERVED = (*_CRUDE, *_SHARES)
 
 
 @dataclass(frozen=True)
@@ -456,6 +459,14 @@ def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
                         index=frame.index).astype(object)
 
 
+#: Model-derived columns without a standard error of their own, published to
+#: :data:`~disparity.report.precision.SIG_DIGITS` significant digits
+#: (:mod:`disparity.report.precision`); estimates and intervals go to their SE's precision.
+#: Observed (crude) rates are exact arithmetic on counts, the same everywhere: not rounded.
+ESTIMATE_RATES = ("rate", "rate_reference", "variance")
+UNIT_RATES = ("prob_exceeds", "p_value", "q_value", "expected_events")
+
+
 def published_tables(result: Result) -> PublishedTables:
     """Apply the run's ``[report.suppression]`` rules to everything it publishes.
 
@@ -475,7 +486,9 @@ def published_tables(result: Result) -> PublishedTables:
     notes: list[str] = []
 
     # -- estimates: crude rows, crude-equivalent ladder steps, observed shares
-    est = _as_text(result.estimates.reset_index(drop=True))
+    est = result.estimates.reset_index(drop=True)
+    est = _as_text(rounded_table(est, significant=ESTIMATE_RATES,
+                                 rows=~est["estimand"].isin(_OBSERVED).to_numpy()))
     main_crude = crude_equivalent(result.spec.formula, result.spec.groups,
                                   result.fit.engine)
     hidden_rows = 0
@@ -526,7 +539,8 @@ def published_tables(result: Result) -> PublishedTables:
                          units["variable"].fillna("").astype(str)):
         plan = plans.get(g)
         keep.append(plan is None or plan.listed.get(u, False))
-    units = _as_text(units.loc[keep].reset_index(drop=True))
+    units = _as_text(rounded_table(units.loc[keep].reset_index(drop=True),
+                                   significant=UNIT_RATES))
     for i in range(len(units)):
         g, u, var = units.at[i, "group_term"], units.at[i, "unit"], units.at[i, "variable"]
         if var:  # pupils of one level within one unit: a cross-tabulation, not published

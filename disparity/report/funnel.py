@@ -59,6 +59,7 @@ from numpy.typing import ArrayLike
 from ..errors import SpecError, ValidationError
 from ..quantiles import normal_quantile
 from ..vocabulary import N_PUPILS
+from .precision import plotted
 
 __all__ = [
     "Funnel",
@@ -275,8 +276,11 @@ class Funnel:
             phi = self.phi
         if adjusted and self.overdispersion == "additive":
             tau2 = self.tau2
-        return funnel_limits(self.target, sizes, self.probs, phi=phi, tau2=tau2,
-                             kind=self.kind, method=self.method)
+        curves = funnel_limits(self.target, sizes, self.probs, phi=phi, tau2=tau2,
+                               kind=self.kind, method=self.method)
+        for column in ("size", "low", "high"):  # the same figure bytes on every machine
+            curves[column] = plotted(curves[column].to_numpy())
+        return curves
 
 
 def _funnel(

@@ -54,6 +54,54 @@ def _style():
     return mpl.rc_context(STYLE)
 
 
+#: Name of the log scale the figures use: matplotlib's, with the C library's scalar
+#: ``log10`` in place of NumPy's vectorised one.
+LOG_SCALE = "log_scalar"
+
+
+def _scalar_log10(values: np.ndarray) -> np.ndarray:
+    """``log10`` element by element with the C library's scalar function (``-1000`` at or
+    below zero, as matplotlib clips): the same bits on every processor.
+
+    NumPy vectorises ``log10`` differently on different processors (AVX-512 or AVX2), so
+    its last bit can differ, and a figure's bytes with it: a coordinate computed from a
+    rounded one (an axis limit with its margin) can sit exactly on a rounding boundary.
+
+    Examples
+    --------
+    >>> _scalar_log10(np.array([100.0, 0.5, 0.0, np.nan])).round(6).tolist()
+    [2.0, -0.30103, -1000.0, nan]
+    """
+    import math
+
+    flat = np.asarray(values, dtype=np.float64)
+    out = np.array([math.log10(v) if v > 0 else (-1000.0 if v <= 0 else math.nan)
+                    for v in flat.ravel().tolist()], dtype=np.float64)
+    return out.reshape(flat.shape)
+
+
+def _log_axis(ax, which: str) -> None:
+    """Put the ``which`` (``"x"`` or ``"y"``) axis of ``ax`` on a log scale whose drawn
+    positions are the same on every machine (:func:`_scalar_log10`)."""
+    import matplotlib.scale as mscale
+
+    if LOG_SCALE not in mscale.get_scale_names():
+
+        class ScalarLogTransform(mscale.LogTransform):
+            def transform_non_affine(self, values):
+                return _scalar_log10(values)
+
+        class ScalarLogScale(mscale.LogScale):
+            name = LOG_SCALE
+
+            def __init__(self, axis, **kwargs):
+                super().__init__(axis, **kwargs)
+                self._transform = ScalarLogTransform(10)
+
+        mscale.register_scale(ScalarLogScale)
+    (ax.set_xscale if which == "x" else ax.set_yscale)(LOG_SCALE)
+
+
 def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
@@ -164,9 +212,9 @@ def funnel_plot(
                 order = out[z].abs().sort_values(ascending=False).index[:n_labelled]
                 highlight = out.loc[order, "unit"].tolist()
         if log_x:
-            ax.set_xscale("log")
+            _log_axis(ax, "x")
         if is_ratio:
-            ax.set_yscale("log")
+            _log_axis(ax, "y")
         elif percent:
             ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=2))
         if not is_ratio:  # room for the units, not for the limits of the tiniest sizes
@@ -322,7 +370,7 @@ def forest_plot(
         if ref_line is not None:
             ax.axvline(ref_line, color="black", lw=0.8, ls=":")
         if log_scale:
-            ax.set_xscale("log")
+            _log_axis(ax, "x")
             span = [lo, hi] + ([np.maximum(cl, edge_lo), np.minimum(ch, edge_hi)]
                                if crude is not None else [])
             _ratio_axis(ax.xaxis, np.nanmin(np.concatenate(span)),
@@ -407,7 +455,7 @@ def caterpillar_plot(
             if ref_line is not None:
                 ax.axvline(ref_line, color="black", lw=0.8, ls=":")
             if log_scale:
-                ax.set_xscale("log")
+                _log_axis(ax, "x")
                 _ratio_axis(ax.xaxis, lo.min(), hi.max())
             ax.set_xlabel(value_label + (" (log scale)" if log_scale else ""))
         else:
@@ -418,7 +466,7 @@ def caterpillar_plot(
             if ref_line is not None:
                 ax.axhline(ref_line, color="black", lw=0.8, ls=":")
             if log_scale:
-                ax.set_yscale("log")
+                _log_axis(ax, "y")
                 _ratio_axis(ax.yaxis, lo.min(), hi.max())
             # name the extremes in the empty corners: lowest top left, highest bottom right
             k = min(n_labelled, n // 2)
@@ -573,7 +621,7 @@ def distribution_plot(
                 ax.annotate(text, (xi, h), xytext=(0, 2), textcoords="offset points",
                             ha="center", va="bottom", fontsize=9, rotation=90)
         if log_scale:
-            ax.set_yscale("log")
+            _log_axis(ax, "y")
             top = max(float(np.nanmax(table[columns].to_numpy(dtype=float))), 1.0)
             ax.set_ylim(floor, top * 30)
         ax.set_xticks(x, bands)

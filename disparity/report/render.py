@@ -874,7 +874,9 @@ def _diagnostics(saved: Mapping[str, Any]) -> list[doc.Block]:
     items = []
     if "converged" in fit:
         items.append("Converged: " + ("yes" if fit["converged"] else "**no**"))
-    labels = {"iterations": "Iterations", "max_rhat": "Largest R-hat",
+    # not the optimiser's iteration count: it follows the machine's rounding (it is in
+    # diagnostics.json), and the report is the same on every machine
+    labels = {"max_rhat": "Largest R-hat",
               "min_ess_bulk": "Smallest bulk ESS", "min_ess_tail": "Smallest tail ESS",
               "divergences": "Divergent transitions", "cov_type": "Covariance",
               "singular_terms": "Group terms with SD at zero"}

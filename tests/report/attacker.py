@@ -61,6 +61,10 @@ class Knowledge:
     def learn(self, k: tuple, what: str, value: float, how: str) -> None:
         if not np.isfinite(value):
             return
+        if abs(value - round(value)) < 0.05:
+            # counts are whole: a product of rounded published figures (a ratio to three
+            # digits of its SE times an expected count to four) lands next to one
+            value = float(round(value))
         if (k, what) not in self.source:
             self.source[(k, what)] = how
         self.known.setdefault(k, {})[what] = value

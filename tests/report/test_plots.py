@@ -97,7 +97,7 @@ def test_funnel_plot_for_ratios_uses_log_axis():
                       "expected": [6.0, 10.0, 25.0, 12.0, 50.0, 22.0]})
     f = funnel_ratios(t, unit="la")
     fig = funnel_plot(f.units, f.limits(), title="t", xlabel="Expected", ylabel="O/E")
-    assert fig.axes[0].get_yscale() == "log"
+    assert fig.axes[0].get_yscale() == "log_scalar"
 
 
 # --------------------------------------------------------------------------- forest
@@ -114,7 +114,7 @@ def test_forest_plot_adjusted_and_crude():
     markers = [c.lines[0] for c in ax.containers]
     assert [len(m.get_xdata()) for m in markers] == [len(terms), len(terms)]
     assert markers[0].get_marker() != markers[1].get_marker()
-    assert ax.get_xscale() == "log"
+    assert ax.get_xscale() == "log_scalar"
     _assert_legible(fig)
     _assert_no_overlap(list(ax.get_yticklabels()))
     # the wrapped title fits inside the figure

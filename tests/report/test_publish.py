@@ -59,8 +59,10 @@ def test_fit_scope_publishes_estimates_and_no_report(cbpp_fit, tmp_path):
         "cells_summary.csv", "diagnostics.json", "estimates.csv", "manifest.json",
         "unit_effects.csv"]
     text = (out / "estimates.csv").read_text()
-    # '%.10g' keeps ten significant digits of log(61 / 217) = -1.269023489...
-    assert "-1.269023489" in text and "\r\n" not in text
+    # log(61 / 217) = -1.269023489 with SE 0.2847: published to the third significant
+    # digit of its SE (disparity.report.precision), interval -1.269 -/+ 1.96 x 0.2847
+    assert "coefficient,Intercept,-1.269,0.285,-1.827,-0.711," in text
+    assert "\r\n" not in text
     diagnostics = json.loads((out / "diagnostics.json").read_text())
     assert diagnostics["model"] == "cbpp" and diagnostics["engine"] == "glm"
     assert diagnostics["diagnostics"]["n_clusters"] == 15
