@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["SE_DIGITS", "SIG_DIGITS", "PLOT_DIGITS", "round_to_uncertainty",
-           "round_significant", "plotted", "rounded_table"]
+           "round_significant", "rounding_step", "plotted", "rounded_table"]
 
 #: Significant digits of the standard error that fix an estimate's last published decimal.
 SE_DIGITS = 3
@@ -77,6 +77,26 @@ def plotted(values: np.ndarray, digits: int = PLOT_DIGITS) -> np.ndarray:
     scale = 10.0 ** (digits - 1 - exponent)
     out[finite] = np.round(values[finite] * scale) / scale
     return out
+
+
+def rounding_step(estimate: float, std_error: float = math.nan, conf_low: float = math.nan,
+                  conf_high: float = math.nan) -> float:
+    """The last published decimal of a row's estimate (what a reader comparing a
+    published value with an exact one allows: half of it either way).
+
+    Examples
+    --------
+    >>> rounding_step(-7.0298, 0.0585), rounding_step(1.328, conf_low=0.839, conf_high=2.063)
+    (0.0001, 0.001)
+    >>> rounding_step(0.001184)  # neither: four significant digits of the value
+    1e-06
+    """
+    places = _decimals(std_error, SE_DIGITS)
+    if places is None:
+        places = _decimals((conf_high - conf_low) / 4.0, SE_DIGITS)
+    if places is None:
+        places = _decimals(abs(estimate), SIG_DIGITS)
+    return 0.0 if places is None else 10.0 ** -places
 
 
 def round_to_uncertainty(estimate: float, std_error: float, conf_low: float,
