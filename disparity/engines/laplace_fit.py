@@ -185,7 +185,7 @@ def fit_laplace(model: LaplaceGLMM, *, nb: bool, maxit: int = 200, gtol: float =
     Lw = _whitening_at(model, prob, t_hat, L, active)
 
     def curvature(t: np.ndarray, method: str) -> np.ndarray:
-        prob.value_grad(t)
+        """The curvature at ``t``, where the modes are; they are left there."""
         u_at = (model.u_big.copy(), model.u_small.copy())
         if method == "hessian":
             E = np.zeros((P, len(active)))
@@ -201,10 +201,11 @@ def fit_laplace(model: LaplaceGLMM, *, nb: bool, maxit: int = 200, gtol: float =
         model.u_big, model.u_small = u_at
         return (H + H.T) / 2.0
 
-    t_hat, polish_steps = _newton_polish(prob, t_hat, active, curvature(t_hat, "conditional"))
+    f_hat, g_hat = prob.value_grad(t_hat)  # the modes at t_hat
+    t_hat, f_hat, g_hat, polish_steps = _newton_polish(
+        prob, t_hat, f_hat, g_hat, active, curvature(t_hat, "conditional"))
     seconds["polish"] = clock() - t2
     t2 = clock()
-    f_hat, g_hat = prob.value_grad(t_hat)
     u_hat = (model.u_big.copy(), model.u_small.copy())
     beta, sigma, alpha = prob.split(t_hat)
     H = curvature(t_hat, se_method)
@@ -232,16 +233,18 @@ POLISH_STEPS = 8
 POLISH_TOL = 1e-11
 
 
-def _newton_polish(prob: "_Problem", t: np.ndarray, active: np.ndarray,
-                   H: np.ndarray) -> tuple[np.ndarray, int]:
+def _newton_polish(prob: "_Problem", t: np.ndarray, f: float, g: np.ndarray,
+                   active: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, float, np.ndarray,
+                                                              int]:
     """Newton steps ``t - H^-1 g`` over the ``active`` parameters with a fixed curvature.
 
     From a BFGS estimate within about ``1e-6`` standard errors of the maximum, each step
     shrinks the distance by the relative error of ``H`` (about ``1e-2`` for the
     conditional curvature), so a few steps reach the maximum to the rounding error of the
     gradient. A step is kept only if it lowers the objective (within rounding) and the
-    gradient; the loop stops when a step is below ``POLISH_TOL`` standard errors. Returns
-    the point and the number of steps kept.
+    gradient; the loop stops when a step is below ``POLISH_TOL`` standard errors. ``f`` and
+    ``g`` are the objective and gradient at ``t``, where the modes are. Returns the point,
+    its objective and gradient, and the number of steps kept, with the modes at the point.
 
     Examples
     --------
@@ -251,18 +254,19 @@ def _newton_polish(prob: "_Problem", t: np.ndarray, active: np.ndarray,
     ...     def value_grad(self, t):
     ...         r = t - np.array([1.0, -2.0])
     ...         return 0.5 * float(r @ r), r
-    >>> t, steps = _newton_polish(Quadratic(), np.array([1.001, -2.002]), np.arange(2),
-    ...                           np.eye(2))
-    >>> t.tolist(), steps
-    ([1.0, -2.0], 1)
+    >>> t0 = np.array([1.001, -2.002])
+    >>> t, f, g, steps = _newton_polish(Quadratic(), t0, *Quadratic().value_grad(t0),
+    ...                                 np.arange(2), np.eye(2))
+    >>> t.tolist(), f, steps
+    ([1.0, -2.0], 0.0, 1)
     """
     try:
         chol = np.linalg.cholesky(H)
     except np.linalg.LinAlgError:
-        return t, 0  # not at a maximum: nothing to polish (the convergence check will say)
+        return t, f, g, 0  # not at a maximum: nothing to polish (the convergence check says)
     se = np.sqrt(np.diag(np.linalg.inv(H)))
-    f, g = prob.value_grad(t)
     steps = 0
+    moved = False  # whether the modes were last left at a rejected candidate
     for _ in range(POLISH_STEPS):
         ga = g[active]
         step = np.linalg.solve(chol.T, np.linalg.solve(chol, ga))
@@ -271,6 +275,7 @@ def _newton_polish(prob: "_Problem", t: np.ndarray, active: np.ndarray,
             break  # far from the maximum: leave it to the convergence check
         candidate = t.copy()
         candidate[active] -= step
+        moved = True
         try:
             f_new, g_new = prob.value_grad(candidate)
         except NotPositiveDefinite:
@@ -278,12 +283,13 @@ def _newton_polish(prob: "_Problem", t: np.ndarray, active: np.ndarray,
         if not (f_new <= f + 1e-12 * max(1.0, abs(f))
                 and np.linalg.norm(g_new[active] * se) < np.linalg.norm(ga * se)):
             break  # at rounding error: this step no longer improves anything
-        t, f, g = candidate, f_new, g_new
+        t, f, g, moved = candidate, f_new, g_new, False
         steps += 1
         if size < POLISH_TOL:
             break
-    prob.value_grad(t)  # leave the modes at the returned point
-    return t, steps
+    if moved:
+        f, g = prob.value_grad(t)  # the modes back at the returned point
+    return t, f, g, steps
 
 
 def _embed(t_full: np.ndarray, active: np.ndarray, t_active: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ Spiegelhalter, D. J. (2005). Funnel plots for comparing institutional performanc
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -72,8 +73,6 @@ def _scalar_log10(values: np.ndarray) -> np.ndarray:
     >>> _scalar_log10(np.array([100.0, 0.5, 0.0, np.nan])).round(6).tolist()
     [2.0, -0.30103, -1000.0, nan]
     """
-    import math
-
     flat = np.asarray(values, dtype=np.float64)
     out = np.array([math.log10(v) if v > 0 else (-1000.0 if v <= 0 else math.nan)
                     for v in flat.ravel().tolist()], dtype=np.float64)

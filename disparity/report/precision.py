@@ -47,6 +47,13 @@ def _decimals(scale: float, digits: int) -> int | None:
     return digits - 1 - math.floor(math.log10(scale))
 
 
+def _row_decimals(std_error: float, conf_low: float, conf_high: float) -> int | None:
+    """Decimal places of a row: ``SE_DIGITS`` of its SE, else of a quarter of its interval."""
+    places = _decimals(std_error, SE_DIGITS)
+    return places if places is not None else _decimals((conf_high - conf_low) / 4.0,
+                                                       SE_DIGITS)
+
+
 def round_significant(value: float, digits: int = SIG_DIGITS) -> float:
     """``value`` rounded to ``digits`` significant digits (non-finite values unchanged).
 
@@ -91,9 +98,7 @@ def rounding_step(estimate: float, std_error: float = math.nan, conf_low: float 
     >>> rounding_step(0.001184)  # neither: four significant digits of the value
     1e-06
     """
-    places = _decimals(std_error, SE_DIGITS)
-    if places is None:
-        places = _decimals((conf_high - conf_low) / 4.0, SE_DIGITS)
+    places = _row_decimals(std_error, conf_low, conf_high)
     if places is None:
         places = _decimals(abs(estimate), SIG_DIGITS)
     return 0.0 if places is None else 10.0 ** -places
@@ -129,9 +134,7 @@ def round_to_uncertainty(estimate: float, std_error: float, conf_low: float,
     (1.328, nan, 0.839, 2.063)
     """
     values = (estimate, std_error, conf_low, conf_high)
-    places = _decimals(std_error, SE_DIGITS)
-    if places is None:
-        places = _decimals((conf_high - conf_low) / 4.0, SE_DIGITS)
+    places = _row_decimals(std_error, conf_low, conf_high)
     if places is None:
         return tuple(round_significant(v) for v in values)  # type: ignore[return-value]
     return tuple(v if not math.isfinite(v) else round(v, places) + 0.0  # no -0
@@ -176,15 +179,15 @@ def rounded_table(frame: pd.DataFrame, *, significant: Iterable[str] = (),
             out.loc[rows] = rounded_table(frame.loc[rows], significant=significant)
         return out
     out = frame.copy()
-    have = [c for c in UNCERTAIN if c in out.columns]
-    if have:
-        cols = {c: _numbers(out[c]) for c in UNCERTAIN if c in out.columns}
+    cols = {c: _numbers(out[c]) for c in UNCERTAIN if c in out.columns}
+    if cols:
         nan = np.full(len(out), np.nan)
-        rows = zip(*(cols.get(c, nan) for c in UNCERTAIN))
-        rounded = np.array([round_to_uncertainty(*r) for r in rows], dtype=np.float64)
+        records = zip(*(cols.get(c, nan) for c in UNCERTAIN))
+        rounded = np.array([round_to_uncertainty(*r) for r in records],
+                           dtype=np.float64).reshape(len(out), len(UNCERTAIN))
         for j, c in enumerate(UNCERTAIN):
             if c in cols:
-                out[c] = _merged(out[c], cols[c], rounded[:, j] if len(out) else nan)
+                out[c] = _merged(out[c], cols[c], rounded[:, j])
     for c in significant:
         if c in out.columns:
             values = _numbers(out[c])
