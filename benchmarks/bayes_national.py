@@ -64,8 +64,9 @@ def bayes_rows(
     size: str | None = None,
     engines: Sequence[str] = ("disparity", "nutpie_plain"),
     draws: int = 1000,
-    tune: int = 400,
+    tune: int | None = None,
     chains: int = 4,
+    target_accept: float | None = None,
     repeats: int = 1,
     seed: int = 1,
     pupils_measured: int = 100_000,
@@ -87,6 +88,10 @@ def bayes_rows(
         Any of :data:`ENGINES`.
     draws, tune, chains : int
         The same for every engine (the pupil-row peer is run short and extrapolated).
+        ``tune`` None is the engine's default (:func:`disparity.engines.pymc.default_tune`).
+    target_accept : float, optional
+        None: the engine's default (:func:`disparity.engines.pymc.default_target_accept`).
+        The peers get the tune and target_accept that the engine used.
     repeats : int
         Fits per engine; the row gives the median wall time (fits over a minute: run 1).
     seed : int
@@ -126,7 +131,8 @@ def bayes_rows(
                    "ms_per_gradient": round(per_gradient * 1e3, 3)}
             rows.append(row)
             continue
-        runs = [_in_child(_fit_cells, cells, outcome, engine, draws, tune, chains, seed + r)
+        runs = [_in_child(_fit_cells, cells, outcome, engine, draws, tune, chains, seed + r,
+                          target_accept)
                 for r in range(repeats)]
         walls = [r["wall_s"] for r in runs]
         run = runs[int(np.argsort(walls)[len(walls) // 2])]
@@ -134,6 +140,8 @@ def bayes_rows(
         if engine == "disparity":
             reference = summary
             own_gradients = run["gradients"]
+            # the peers sample with the settings the engine used
+            tune, target_accept = run["tune"], run["target_accept"]
         if engine == "nutpie_plain":
             plain_gradients = run["gradients"]
         row = {
@@ -144,6 +152,8 @@ def bayes_rows(
             "max_rhat": round(run["max_rhat"], 4),
             "min_ess_bulk": round(run["min_ess_bulk"]),
             "ess_per_s": round(run["min_ess_bulk"] / run["wall_s"], 2),
+            "tune": run["tune"],
+            "target_accept": run["target_accept"],
             "gradients": run["gradients"],
             "ms_per_gradient": round(1e3 * run["sampling_s"] * min(chains, 2)
                                      / max(run["gradients"], 1), 3),
@@ -178,18 +188,26 @@ def _in_child(function, *args):
     return out
 
 
-def _spec(outcome: str, draws: int, tune: int, chains: int, seed: int):
+def _spec(outcome: str, draws: int, tune: int | None, chains: int, seed: int,
+          target_accept: float | None = None):
     from disparity.spec import ModelSpec
 
     return ModelSpec(name="bench", family="binomial", events=f"n_{outcome}",
                      trials="n_pupils", formula=FORMULA, groups=("la/school",),
-                     engine="pymc", draws=draws, tune=tune, chains=chains, seed=seed)
+                     engine="pymc", draws=draws, tune=tune, chains=chains, seed=seed,
+                     target_accept=target_accept)
 
 
-def _fit_cells(cells, outcome, engine, draws, tune, chains, seed) -> dict[str, Any]:
+def _fit_cells(cells, outcome, engine, draws, tune, chains, seed,
+               target_accept=None) -> dict[str, Any]:
     from disparity.design import build_design
+    from disparity.engines.pymc import default_target_accept, default_tune
 
-    spec = _spec(outcome, draws, tune, chains, seed)
+    if engine != "disparity":  # a peer: nutpie's defaults where the engine's were not given
+        tune = default_tune(native=True) if tune is None else tune
+        target_accept = (default_target_accept(0, native=False) if target_accept is None
+                         else target_accept)
+    spec = _spec(outcome, draws, tune, chains, seed, target_accept)
     design = build_design(spec, cells)
     start = time.perf_counter()
     if engine == "disparity":
@@ -200,11 +218,13 @@ def _fit_cells(cells, outcome, engine, draws, tune, chains, seed) -> dict[str, A
             fit = bayes.fit(design, spec, progress=False)
         idata = fit.raw
         sampling = fit.diagnostics.get("seconds_sampling", fit.diagnostics["seconds"])
+        tune, target_accept = fit.diagnostics["tune"], fit.diagnostics["target_accept"]
     else:
         idata, sampling = _plain_nutpie(design, spec)
     wall = time.perf_counter() - start
     summary, max_rhat, min_ess = _summary(idata, design)
     return {"wall_s": wall, "sampling_s": sampling, "summary": summary,
+            "tune": tune, "target_accept": target_accept,
             "max_rhat": max_rhat, "min_ess_bulk": min_ess,
             "gradients": int(idata.sample_stats["n_steps"].sum()) * (tune + draws) // draws}
 
@@ -335,7 +355,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--peers", nargs="*", default=["nutpie_plain", "pymc_pupils"],
                         choices=list(ENGINES[1:]))
     parser.add_argument("--draws", type=int, default=1000)
-    parser.add_argument("--tune", type=int, default=400)
+    parser.add_argument("--tune", type=int, default=None,
+                        help="tuning steps per chain (default: the engine's default)")
+    parser.add_argument("--target-accept", type=float, default=None,
+                        help="NUTS target acceptance (default: the engine's default)")
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
@@ -348,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             rows += bayes_rows(cells, truth[outcome], outcome=outcome,
                                engines=["disparity", *args.peers], draws=args.draws,
                                tune=args.tune, chains=args.chains, repeats=args.repeats,
-                               seed=args.seed)
+                               seed=args.seed, target_accept=args.target_accept)
             print(pd.DataFrame(rows[-1 - len(args.peers):]).to_string(index=False),
                   flush=True)
     table = pd.DataFrame(rows)

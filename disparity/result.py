@@ -443,8 +443,11 @@ def _spec_facts(spec: Any, design: Any, fit: Any) -> dict[str, Any]:
                       for v, lv in model_variables(spec, design).items()],
         "engine": fit.engine,
         "seed": int(spec.seed),
-        "sampler": {"sampler": spec.sampler, "draws": spec.draws, "tune": spec.tune,
-                    "chains": spec.chains, "target_accept": spec.target_accept},
+        # the values the sampler used where it reports them (a None in the spec is the
+        # engine's default)
+        "sampler": {"sampler": spec.sampler, "draws": spec.draws,
+                    "tune": fit.diagnostics.get("tune", spec.tune), "chains": spec.chains,
+                    "target_accept": fit.diagnostics.get("target_accept", spec.target_accept)},
         "priors": dict(spec.priors),
         "engine_options": {k: dict(v) for k, v in spec.engine_options.items()},
         "ladder": [dict(step) for step in spec.ladder],

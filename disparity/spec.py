@@ -170,10 +170,16 @@ class ModelSpec:
         ``"ml"``, ``"pymc"`` or ``"glm"``.
     seed : int
     draws, tune, chains : int
-        Posterior draws and tuning steps per chain, and the number of chains.
+        Posterior draws and tuning steps per chain, and the number of chains. ``tune``
+        None (the default) is the sampler's own default: 300 for nutpie on the compiled
+        cell density, 1000 for PyMC's and numpyro's NUTS (see
+        :func:`disparity.engines.pymc.default_tune`).
     sampler : str
         ``"auto"``, ``"pymc"``, ``"nutpie"`` or ``"numpyro"``.
-    target_accept : float
+    target_accept : float or None
+        Target mean acceptance of NUTS's step-size adaptation; None (the default) is 0.9,
+        or 0.8 for a model of at least 10,000 parameters on the compiled cell density
+        (:func:`disparity.engines.pymc.default_target_accept`).
     noncentered : mapping of str to bool
         Per group term name; a term not named is non-centred.
     engine_options : mapping of str to mapping
@@ -215,10 +221,10 @@ class ModelSpec:
     engine: str = "ml"
     seed: int = config.SEED
     draws: int = 1000
-    tune: int = 1000
+    tune: int | None = None
     chains: int = 4
     sampler: str = "auto"
-    target_accept: float = 0.9
+    target_accept: float | None = None
     noncentered: Mapping[str, bool] = field(default_factory=lambda: FrozenMap({}))
     engine_options: Mapping[str, Mapping[str, Any]] = field(
         default_factory=lambda: FrozenMap({})
@@ -382,6 +388,14 @@ def _whole(low: int, high: int | None = None) -> Any:
     return check
 
 
+def _or_default(rule: Any) -> Any:
+    """``rule``, with None accepted too (the field's engine default, in Python only: TOML
+    has no null)."""
+    def check(v: Any) -> str | None:
+        return None if v is None else rule(v)
+    return check
+
+
 def _open_unit(v: Any) -> str | None:
     return None if _is_number(v) and 0 < v < 1 else f"must be a number between 0 and 1, not {v!r}"
 
@@ -454,9 +468,9 @@ SCHEMA: Mapping[str, tuple[str, Any]] = {
     "sampler": ("[fit] sampler", _choice(SAMPLERS, "samplers")),
     "seed": ("[fit] seed", _whole(0, MAX_SEED)),
     "draws": ("[fit] draws", _whole(1)),
-    "tune": ("[fit] tune", _whole(0)),
+    "tune": ("[fit] tune", _or_default(_whole(0))),
     "chains": ("[fit] chains", _whole(1)),
-    "target_accept": ("[fit] target_accept", _open_unit),
+    "target_accept": ("[fit] target_accept", _or_default(_open_unit)),
     "ci_prob": ("[report] ci_prob", _open_unit),
     "priors": ("[priors]", _priors_rule),
 }

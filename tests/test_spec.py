@@ -91,7 +91,7 @@ def test_load_spec_reads_every_table(tmp_path):
     assert spec.group_terms == ("la", "school")
     assert dict(spec.slopes) == {"ethnicity": "la"}
     assert dict(spec.reference) == {"ethnicity": "White British", "sen": "none"}
-    assert (spec.engine, spec.seed, spec.draws, spec.chains, spec.tune) == ("pymc", 7, 200, 2, 1000)
+    assert (spec.engine, spec.seed, spec.draws, spec.chains, spec.tune) == ("pymc", 7, 200, 2, None)
     assert spec.sampler == "nutpie"
     assert spec.is_noncentered("la") and not spec.is_noncentered("school")
     assert spec.engine_option("pymc", "cores") == 1

@@ -148,6 +148,60 @@ def ess_required(chains: int) -> int:
     return int(min(MAX_ESS_REQUIRED, ESS_PER_CHAIN * max(int(chains), 1)))
 
 
+#: Tuning steps per chain when the model sets none: nutpie's own default on the compiled
+#: cell density (its adaptation, started at the posterior mode, settles within it), PyMC's
+#: on the PyMC graph (its sampler starts away from the mode).
+TUNE_NATIVE: int = 300
+TUNE_PYMC: int = 1000
+
+#: NUTS's target mean acceptance when the model sets none, and from how many parameters
+#: the compiled density uses :data:`TARGET_ACCEPT_LARGE` instead.
+TARGET_ACCEPT: float = 0.9
+TARGET_ACCEPT_LARGE: float = 0.8
+LARGE_MODEL_PARAMETERS: int = 10_000
+
+
+def default_tune(native: bool) -> int:
+    """Tuning steps per chain when ``tune`` is not set.
+
+    Examples
+    --------
+    >>> default_tune(native=True), default_tune(native=False)
+    (300, 1000)
+    """
+    return TUNE_NATIVE if native else TUNE_PYMC
+
+
+def default_target_accept(n_parameters: int, *, native: bool) -> float:
+    """NUTS's target acceptance when ``target_accept`` is not set.
+
+    0.9 (more conservative than Stan's and PyMC's 0.8: small hierarchical models have
+    funnels that a smaller step size crosses without divergences), except for a model of
+    at least :data:`LARGE_MODEL_PARAMETERS` parameters on the compiled cell density, which
+    gets 0.8. In high dimension the step size that an acceptance rate needs shrinks as
+    ``d^(-1/4)`` and the best acceptance falls towards 0.65 (Beskos et al. 2013): on the
+    national benchmark (20,150 parameters) 0.9 takes 52 gradients per draw and 0.8 takes
+    31, with every fixed effect's and SD's bulk ESS still above 3,000 in 4,000 draws
+    (``benchmarks/bayes_national.py``, ``docs/performance.md``); at 3,176 parameters (1M
+    pupils) 0.8 cut the SDs' ESS below 400 for permanent exclusion, so smaller models keep 0.9.
+
+    Examples
+    --------
+    >>> default_target_accept(3_176, native=True), default_target_accept(20_150, native=True)
+    (0.9, 0.8)
+    >>> default_target_accept(20_150, native=False)
+    0.9
+
+    References
+    ----------
+    Beskos, A., Pillai, N., Roberts, G., Sanz-Serna, J.-M. and Stuart, A. (2013). Optimal
+    tuning of the hybrid Monte Carlo algorithm. Bernoulli 19(5A), 1501-1534.
+    """
+    if native and int(n_parameters) >= LARGE_MODEL_PARAMETERS:
+        return TARGET_ACCEPT_LARGE
+    return TARGET_ACCEPT
+
+
 #: This engine fits interval-censored event counts (``Design.events_upper``).
 FITS_CENSORED: bool = True
 
@@ -222,18 +276,28 @@ def fit(design: Design, spec: Any, *, progress: bool = True) -> Fit:
     _check_cells(design, family)
     options = dict(_engine_options(spec))
     sampler = resolve_sampler(getattr(spec, "sampler", "auto"))
+    log_density = str(options.get("log_density", "native")).lower()
+    if log_density not in ("native", "pymc"):
+        raise SpecError(
+            f"[fit.engine_options.pymc] log_density must be 'native' (the compiled cell "
+            f"density, sampled by nutpie) or 'pymc' (the PyMC graph), not {log_density!r}."
+        )
+    native = sampler == "nutpie" and log_density == "native"
     draws = int(getattr(spec, "draws", 1000))
-    tune = int(getattr(spec, "tune", 1000))
+    tune = getattr(spec, "tune", None)
+    tune = default_tune(native) if tune is None else int(tune)
     chains = int(getattr(spec, "chains", 4))
-    target_accept = float(getattr(spec, "target_accept", 0.9))
+    target_accept = getattr(spec, "target_accept", None)
+    target_accept = None if target_accept is None else float(target_accept)
     ci_prob = float(getattr(spec, "ci_prob", CI_PROB) or CI_PROB)
     seed = int(getattr(spec, "seed"))
     if draws < 1 or chains < 1 or tune < 0:
         raise SpecError(
             f"draws ({draws}), chains ({chains}) and tune ({tune}) must be positive "
-            "(tune may be 0); the defaults are draws = 1000, tune = 1000, chains = 4."
+            f"(tune may be 0); the defaults are draws = 1000, tune = {default_tune(native)}, "
+            "chains = 4."
         )
-    if not 0.0 < target_accept < 1.0:
+    if target_accept is not None and not 0.0 < target_accept < 1.0:
         raise SpecError(f"target_accept must lie strictly between 0 and 1, got {target_accept}.")
 
     fit_warnings: list[str] = []
@@ -251,13 +315,6 @@ def fit(design: Design, spec: Any, *, progress: bool = True) -> Fit:
         fit_warnings.append(message)
 
     notes: list[str] = []
-    log_density = str(options.get("log_density", "native")).lower()
-    if log_density not in ("native", "pymc"):
-        raise SpecError(
-            f"[fit.engine_options.pymc] log_density must be 'native' (the compiled cell "
-            f"density, sampled by nutpie) or 'pymc' (the PyMC graph), not {log_density!r}."
-        )
-    native = sampler == "nutpie" and log_density == "native"
     start = time.perf_counter()
     with warnings.catch_warnings():
         # NumPy overflow warnings from trajectories that diverge during tuning; divergences
@@ -268,6 +325,8 @@ def fit(design: Design, spec: Any, *, progress: bool = True) -> Fit:
                 design, spec, draws=draws, tune=tune, chains=chains, seed=seed,
                 target_accept=target_accept, options=options, progress=progress)
         else:
+            if target_accept is None:
+                target_accept = default_target_accept(0, native=False)
             idata = _sample_pymc(
                 design, spec, sampler=sampler, draws=draws, tune=tune, chains=chains,
                 seed=seed, target_accept=target_accept, options=options, progress=progress,
@@ -279,7 +338,7 @@ def fit(design: Design, spec: Any, *, progress: bool = True) -> Fit:
 
     diagnostics = _diagnostics(idata, sampler=sampler, draws=draws, tune=tune, chains=chains)
     diagnostics["seconds"] = round(float(seconds), 3)
-    diagnostics["target_accept"] = target_accept
+    diagnostics["target_accept"] = native_facts.pop("target_accept", target_accept)
     diagnostics["seed"] = seed
     diagnostics["separated_terms"] = list(separated)
     diagnostics["notes"] = notes
@@ -337,12 +396,14 @@ def _sample_pymc(design: Design, spec: Any, *, sampler: str, draws: int, tune: i
 
 
 def _sample_native(design: Design, spec: Any, *, draws: int, tune: int, chains: int,
-                   seed: int, target_accept: float, options: Mapping[str, Any],
+                   seed: int, target_accept: float | None, options: Mapping[str, Any],
                    progress: bool) -> tuple[Any, dict[str, Any]]:
     """nutpie's NUTS on the compiled cell density (:mod:`disparity.engines.cell_density`).
 
     Starts at the posterior mode, with each group effect's centring weight chosen from the
-    information at the mode (:mod:`disparity.engines.cell_sampler`).
+    information at the mode (:mod:`disparity.engines.cell_sampler`). ``target_accept``
+    None is :func:`default_target_accept` of the density's parameters; the value used is
+    in the returned facts.
     """
     from disparity.engines import cell_density, cell_sampler
 
@@ -356,6 +417,8 @@ def _sample_native(design: Design, spec: Any, *, draws: int, tune: int, chains: 
             f"{flat.n_dim:,} parameters; finding the posterior mode",
             file=sys.stderr, flush=True,
         )
+    if target_accept is None:
+        target_accept = default_target_accept(flat.n_dim, native=True)
     t1 = time.perf_counter()
     mode = cell_sampler.posterior_mode(flat, design)
     t2 = time.perf_counter()
@@ -391,6 +454,7 @@ def _sample_native(design: Design, spec: Any, *, draws: int, tune: int, chains: 
         for b, key in zip(density.blocks, cell_density.block_keys(design))
     }
     facts = {
+        "target_accept": target_accept,
         "n_patterns": int(flat.Z.shape[0]),
         "n_parameters": int(flat.n_dim),
         "n_censored_cells": int(flat.censored["trials"].shape[0]),

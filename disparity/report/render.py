@@ -829,10 +829,12 @@ def _methods(run: Mapping[str, Any], w: _Words) -> list[doc.Block]:
         "ml": "maximum likelihood with the Laplace approximation of the integral over unit "
               "effects (adaptive Gauss-Hermite quadrature where [fit.ml] quadrature_nodes is "
               "set), with exact gradients",
-        "pymc": f"Bayesian estimation with PyMC (sampler {s['sampler']}, {s['chains']} chains "
-                f"of {s['draws']} draws after {s['tune']} tuning steps, target acceptance "
-                f"{s['target_accept']:g})",
     }
+    if spec["engine"] == "pymc":  # the values the sampler used (engine defaults resolved)
+        engines["pymc"] = (
+            f"Bayesian estimation with PyMC (sampler {s['sampler']}, {s['chains']} chains "
+            f"of {s['draws']} draws after {s['tune']} tuning steps, target acceptance "
+            f"{s['target_accept']:g})")
     text.append(f"It was fitted by {engines.get(spec['engine'], spec['engine'])}, "
                 f"seed {spec['seed']}.")
     ge = {

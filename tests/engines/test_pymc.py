@@ -404,7 +404,9 @@ def native_fits():
     """The default sampler (nutpie on the compiled cell density): the full counts, and the
     same cells with every count of 1 or 2 published as "1 or 2" (interval-censored)."""
     cells, _ = simulate_binomial_cells(12, 20, TRUE_SD_LA, TRUE_BETA, (40, 100))
-    spec = BASE.replace(sampler="auto", groups=("la",), engine_options={})
+    # tune and target_accept unset: the engine's defaults for the compiled density
+    spec = BASE.replace(sampler="auto", groups=("la",), engine_options={}, tune=None,
+                        target_accept=None)
     design = build_design(spec, cells)
     small = (design.events >= 1) & (design.events <= 2)
     censored = dataclasses.replace(design, events=np.where(small, 1.0, design.events),
@@ -421,6 +423,8 @@ def test_native_path_recovers_truth_and_carries_a_log_likelihood_for_loo(native_
     design, full, _, _ = native_fits
     assert full.diagnostics["log_density"] == "native"
     assert full.diagnostics["sampler"] == "nutpie"
+    # the defaults it used (nutpie's 300 tuning steps; 0.9 below 10,000 parameters)
+    assert (full.diagnostics["tune"], full.diagnostics["target_accept"]) == (300, 0.9)
     z = (full.coef - TRUE_BETA) / full.std_errors
     assert np.all(np.abs(z) < 3), z
     row = full.group_sd.set_index("term").loc["la"]
