@@ -266,7 +266,8 @@ def _timed(fn, repeats: int):
 
 
 def simulated_models(size: str, outcomes: list[str], repeats: int, seed: int,
-                     steps: list[dict], cli: bool = False
+                     steps: list[dict], cli: bool = False,
+                     cli_engines: tuple[str, ...] = ("ml",)
                      ) -> list[tuple[pd.DataFrame, BenchModel]]:
     from disparity.cells import collapse
     from disparity.simulate import simulate_pupils
@@ -278,7 +279,7 @@ def simulated_models(size: str, outcomes: list[str], repeats: int, seed: int,
     steps.append({"size": size, "step": "simulate", "engine": "disparity", "seconds": sec,
                   "repeats": reps, "peak_mib": peak})
     if cli:
-        cli_steps(sim.pupils, size, outcomes, repeats, steps)
+        cli_steps(sim.pupils, size, outcomes, repeats, steps, cli_engines)
     names = [OUTCOMES[o] for o in outcomes]
     cells, sec, reps, peak = _timed(
         lambda: collapse(sim.pupils, by=["ethnicity", "sen", "fsm", "cin", "sex", "school",
@@ -316,38 +317,59 @@ groups = ["la/school"]
 ethnicity = "White British"
 
 [fit]
-engine = "ml"
+engine = "{engine}"
 """
 
 
 def cli_steps(pupils: pd.DataFrame, size: str, outcomes: list[str], repeats: int,
-              steps: list[dict]) -> None:
+              steps: list[dict], engines: tuple[str, ...] = ("ml",)) -> None:
     """``disparity fit`` as a whole process on a pupils file: read, collapse, design, fit,
-    write the run folder (median of ``repeats`` runs when under a minute)."""
+    write the run folder (median of ``repeats`` runs when under a minute), with each of
+    ``engines`` at its default options. A Bayesian run's note gives the convergence figures
+    of its ``diagnostics.json`` (over every sampled quantity, group effects included)."""
     exe = shutil.which("disparity") or str(Path(sys.executable).with_name("disparity"))
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "pupils.parquet"
         pupils.to_parquet(data, index=False)
-        for o in outcomes:
-            model = Path(tmp) / f"{o}.toml"
-            model.write_text(CLI_MODEL.format(path=data, outcome=OUTCOMES[o], formula=FORMULA))
+        for o, engine in ((o, e) for o in outcomes for e in engines):
+            model = Path(tmp) / f"{o}_{engine}.toml"
+            model.write_text(CLI_MODEL.format(path=data, outcome=OUTCOMES[o], formula=FORMULA,
+                                              engine=engine))
             walls, peaks, note = [], [], ""
             for k in range(max(1, repeats)):
+                run = Path(tmp) / f"run{o}{engine}{k}"
                 wall, peak, code, tail = _run_child(
-                    [exe, "fit", str(model), "--quiet", "-o", str(Path(tmp) / f"run{o}{k}")],
-                    timeout=1800)
+                    [exe, "fit", str(model), "--quiet", "-o", str(run)], timeout=1800)
                 if code != 0:
                     note = f"exit {code}: {tail[-200:]}"
                     break
                 walls.append(wall)
                 peaks.append(peak)
+                note = _convergence_note(run)
                 if wall > 60:
                     break
             steps.append({"size": size, "step": f"disparity fit (whole process), {OUTCOMES[o]}",
-                          "engine": "disparity ml (default options)",
+                          "engine": f"disparity {engine} (default options)",
                           "seconds": statistics.median(walls) if walls else float("nan"),
                           "repeats": len(walls), "peak_mib": max(peaks) if peaks else float("nan"),
                           "note": note})
+
+
+def _convergence_note(run: Path) -> str:
+    """``max r-hat 1.004, min bulk ESS 901, ...`` from a Bayesian run's diagnostics.json
+    ('' for other engines)."""
+    try:
+        d = json.loads((run / "diagnostics.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    d = d.get("diagnostics", {})
+    if "max_rhat" not in d:
+        return ""
+    return (f"max r-hat {_fmt(d['max_rhat'], '.3f')}, min bulk ESS "
+            f"{_fmt(d.get('min_ess_bulk'), '.0f')}, min tail ESS "
+            f"{_fmt(d.get('min_ess_tail'), '.0f')}, {d.get('divergences', 0)} divergences "
+            f"(every sampled quantity); tune {d.get('tune')}, target_accept "
+            f"{d.get('target_accept')}, {d.get('gradients_per_draw')} gradients per draw")
 
 
 def dfe_model() -> tuple[pd.DataFrame, BenchModel]:
@@ -485,6 +507,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds after which a glmmTMB fit is stopped (default 600)")
     parser.add_argument("--cli", action="store_true",
                         help="also time `disparity fit` as a whole process on a pupils file")
+    parser.add_argument("--cli-engines", nargs="+", default=["ml"], choices=["ml", "pymc"],
+                        help="engines of the --cli runs (default ml)")
     parser.add_argument("--seed", type=int, default=2016)
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
@@ -497,7 +521,7 @@ def main(argv: list[str] | None = None) -> None:
         todo.append(dfe_model())
     for size in args.sizes:
         todo.extend(simulated_models(size, args.outcomes, args.repeats, args.seed, steps,
-                                     cli=args.cli))
+                                     cli=args.cli, cli_engines=tuple(args.cli_engines)))
     for cells, model in todo:
         rows = []
         for name in args.engines:
