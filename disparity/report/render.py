@@ -869,6 +869,11 @@ def _methods(run: Mapping[str, Any], w: _Words) -> list[doc.Block]:
     return [doc.Heading("Methods"), doc.Paragraph(" ".join(text))]
 
 
+def _g3(value: Any) -> str:
+    """A number to 3 significant digits, or n/a."""
+    return "n/a" if value is None else f"{value:.3g}"
+
+
 def _diagnostics(saved: Mapping[str, Any]) -> list[doc.Block]:
     diag = saved["diagnostics"]
     fit = diag.get("diagnostics", {})
@@ -891,6 +896,15 @@ def _diagnostics(saved: Mapping[str, Any]) -> list[doc.Block]:
         if isinstance(value, list):
             value = ", ".join(map(str, value))
         items.append(f"{label}: {value}")
+    parameters, effects = fit.get("parameters"), fit.get("effects") or {}
+    if parameters and effects.get("n"):  # MCMC with group effects: judged apart
+        items.append("Fixed effects and SDs (held to R-hat 1.01): largest R-hat "
+                     f"{_g3(parameters.get('max_rhat'))}, smallest bulk ESS "
+                     f"{_g3(parameters.get('min_ess_bulk'))}")
+        items.append(f"Group effects ({effects['n']:,}): largest R-hat "
+                     f"{_g3(effects.get('max_rhat'))}, smallest bulk ESS "
+                     f"{_g3(effects.get('min_ess_bulk'))}, {effects.get('n_outside', 0):,} "
+                     "above R-hat 1.01 or below the ESS required (chance puts some there)")
     warnings_ = run["warnings"] or ["none"]
     blocks: list[doc.Block] = [doc.Heading("Diagnostics"), doc.Bullets(tuple(items))]
     blocks += [doc.Paragraph("Warnings:"), doc.Bullets(tuple(warnings_))]

@@ -170,8 +170,11 @@ def test_diagnostics_have_every_key_and_pass_on_a_model_that_mixes(glm_case):
     _, result = glm_case
     d = result.diagnostics
     for key in ("max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "min_bfmi",
-                "sampler", "draws", "chains", "seconds", "converged", "warnings"):
+                "sampler", "draws", "chains", "seconds", "converged", "warnings",
+                "parameters", "effects"):
         assert key in d
+    # no group terms: no effects, and the parameters' extremes are every quantity's
+    assert d["effects"]["n"] == 0 and d["parameters"]["max_rhat"] == d["max_rhat"]
     assert d["sampler"] == "pymc" and d["draws"] == 300 and d["chains"] == 2
     assert d["ess_required"] == 200  # 100 per chain
     assert d["max_rhat"] <= 1.01 and d["min_ess_bulk"] >= 200 and d["min_ess_tail"] >= 200
@@ -348,6 +351,39 @@ def test_a_deliberately_short_run_gives_a_plain_english_convergence_warning():
     assert result.diagnostics["converged"] is False
     assert result.diagnostics["chains"] == 1 and result.diagnostics["draws"] == 20
     assert result.warnings
+
+
+def test_group_effects_are_judged_apart_from_the_fixed_effects_and_sds():
+    import xarray as xr
+
+    rng = np.random.default_rng(5)
+    chains, draws = 4, 500
+    beta = rng.standard_normal((chains, draws, 3))  # independent draws: mixed
+    effects = rng.standard_normal((chains, draws, 50))
+    effects[:, :, 7] += np.array([-2.0, 0.0, 0.0, 2.0])[:, None]  # one effect, stuck chains
+    posterior = xr.Dataset({
+        "beta": (("chain", "draw", "term"), beta),
+        "sd_school": (("chain", "draw"), np.exp(0.1 * rng.standard_normal((chains, draws)))),
+        "effect_school": (("chain", "draw", "school"), effects),
+    })
+    got = engine._convergence_extremes(posterior, 400)
+    assert got["parameters"]["max_rhat"] < 1.01 and got["parameters"]["min_ess_bulk"] > 1000
+    assert got["effects"]["n"] == 50 and got["effects"]["max_rhat"] > 1.5
+    assert got["effects"]["n_outside"] >= 1 and got["max_rhat"] == got["effects"]["max_rhat"]
+    ok = {"divergences": 0, "min_bfmi": 0.9}
+    found = engine.convergence_problems({**ok, **got}, min_ess=400)
+    assert len(found) == 1 and found[0].startswith("Group effects have not all mixed")
+    # R-hats of well-mixed effects a little above 1.01 (chance, with thousands) pass; the
+    # fixed effects and SDs are still held to 1.01
+    chance = {"n": 20_000, "n_outside": 150, "max_rhat": 1.017, "min_ess_bulk": 600.0,
+              "min_ess_tail": 900.0}
+    mixed = {"max_rhat": 1.004, "min_ess_bulk": 900.0, "min_ess_tail": 800.0}
+    assert engine.convergence_problems(
+        {**ok, **mixed, "parameters": mixed, "effects": chance}, min_ess=400) == []
+    slow = {**mixed, "max_rhat": 1.02}
+    found = engine.convergence_problems(
+        {**ok, **mixed, "parameters": slow, "effects": chance}, min_ess=400)
+    assert len(found) == 1 and found[0].startswith("R-hat is 1.020")
 
 
 def test_convergence_problems_name_each_failure_and_what_to_try():
