@@ -263,9 +263,8 @@ def _plain_nutpie(design, spec) -> tuple[Any, float]:
     return idata, time.perf_counter() - start
 
 
-def _fit_pupils(cells, outcome, seed) -> dict[str, Any]:
-    import pymc as pm
-
+def _pupil_model(cells, outcome, seed):
+    """The pupil-row peer: one Bernoulli row per pupil of ``cells``, and its PyMC model."""
     from disparity.cells import expand
     from disparity.design import build_design
     from disparity.engines.cell_density import crude_link
@@ -273,15 +272,21 @@ def _fit_pupils(cells, outcome, seed) -> dict[str, Any]:
     pupils = expand(cells, [outcome])
     pupils["n_pupils"] = 1
     pupils = pupils.rename(columns={outcome: f"n_{outcome}"})
-    spec = _spec(outcome, 100, 100, 2, seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        design = build_design(spec, pupils)
-    la, school = design.group("la"), design.group("school")
-    model = _plain_model(design.X, design.events.astype(int), design.trials.astype(int),
-                         la.index, school.index, la.n_levels, school.n_levels,
-                         crude_link(design.events, design.trials, "binomial"),
-                         list(design.terms))
+        design = build_design(_spec(outcome, 100, 100, 2, seed), pupils)
+        la, school = design.group("la"), design.group("school")
+        model = _plain_model(design.X, design.events.astype(int), design.trials.astype(int),
+                             la.index, school.index, la.n_levels, school.n_levels,
+                             crude_link(design.events, design.trials, "binomial"),
+                             list(design.terms))
+    return design, model
+
+
+def _fit_pupils(cells, outcome, seed) -> dict[str, Any]:
+    import pymc as pm
+
+    _, model = _pupil_model(cells, outcome, seed)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -294,6 +299,27 @@ def _fit_pupils(cells, outcome, seed) -> dict[str, Any]:
     if "warmup_sample_stats" in idata.groups():
         gradients += int(idata.warmup_sample_stats["n_steps"].sum())
     return {"seconds": seconds, "gradients": gradients}
+
+
+def pupil_gradient_ms(cells: pd.DataFrame, outcome: str, repeats: int = 10) -> dict[str, Any]:
+    """Median milliseconds of one log-density and gradient of the ``pymc_pupils`` peer's
+    model (one Bernoulli row per pupil; PyMC's ``logp_dlogp_function``) on all of
+    ``cells``' pupils, for when its full run is out of reach."""
+    design, model = _pupil_model(cells, outcome, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        function = model.logp_dlogp_function(ravel_inputs=True)
+    function.set_extra_values({})
+    point = model.initial_point()
+    x = np.concatenate([np.ravel(point[v.name]) for v in function._grad_vars]).astype(float)
+    function(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function(x)
+        times.append(time.perf_counter() - start)
+    return {"pupil_rows": int(design.n_cells), "ms_per_gradient":
+            round(1e3 * statistics.median(times), 2)}
 
 
 # --------------------------------------------------------------------------- summaries
@@ -363,7 +389,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--pupil-gradient", action="store_true",
+                        help="only time one gradient of the pupil-row peer at each size")
     args = parser.parse_args(argv)
+    if args.pupil_gradient:
+        for size in args.sizes:
+            cells, _ = simulate_cells(size)
+            for outcome in args.outcomes:
+                print(size, outcome, pupil_gradient_ms(cells, outcome), flush=True)
+        return
     rows = []
     for size in args.sizes:
         cells, truth = simulate_cells(size)
