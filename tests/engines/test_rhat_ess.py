@@ -59,3 +59,21 @@ def test_a_stuck_chain_is_flagged_and_blocks_give_the_same_answer(monkeypatch):
     whole = rhat_ess.ess_bulk(x)
     monkeypatch.setattr(rhat_ess, "BLOCK", 2)
     np.testing.assert_array_equal(rhat_ess.ess_bulk(x), whole)
+
+
+def test_many_well_mixed_quantities_pass_r_hat_1_01_only_by_chance_and_stay_under_1_05():
+    """Why the Bayesian engine holds group effects to R-hat 1.05, not 1.01: stationary AR(1)
+    chains (4 x 1,000 draws, bulk ESS near 400 of 4,000, the least the engine accepts)
+    have R-hats above 1.01 in a large share, though nothing is wrong with them; none
+    reaches 1.05 (the performance page quotes the same study with 20,000 quantities)."""
+    rng = np.random.default_rng(11)
+    chains, draws, k, phi = 4, 1000, 2000, 0.818
+    x = np.empty((chains, draws, k))
+    x[:, 0] = rng.standard_normal((chains, k))
+    noise = rng.standard_normal((chains, draws, k)) * np.sqrt(1 - phi**2)
+    for t in range(1, draws):
+        x[:, t] = phi * x[:, t - 1] + noise[:, t]
+    rhat, bulk, _ = rhat_ess.rhat_ess_bulk_tail(x)
+    assert 300 < np.median(bulk) < 500
+    assert np.mean(rhat > 1.01) > 0.2  # chance alone
+    assert rhat.max() < 1.05 and bulk.min() > 100
