@@ -975,13 +975,13 @@ def _convergence_extremes(posterior: Any, min_ess: int = MAX_ESS_REQUIRED) -> di
     quantity (``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``), over the fixed effects and
     SDs (``parameters``) and over the group effects (``effects``, with ``n`` effects and
     ``n_outside`` of them with R-hat above :data:`MAX_RHAT` or an ESS below ``min_ess``).
+    A value that cannot be computed is None.
 
     Computed for all quantities at once (:mod:`disparity.engines.rhat_ess`; ArviZ's
     per-parameter loop took 14 s for the 3,000 schools of 1M pupils). As in ArviZ, R-hat
     needs 2 chains and both need 4 draws; otherwise they are NaN."""
     from disparity.engines import rhat_ess
 
-    nan = float("nan")
     n_chains, n_draws = int(posterior.sizes["chain"]), int(posterior.sizes["draw"])
     columns, effect = [], []
     for v in posterior.data_vars:
@@ -989,21 +989,21 @@ def _convergence_extremes(posterior: Any, min_ess: int = MAX_ESS_REQUIRED) -> di
         if c.shape[2]:
             columns.append(c)
             effect.append(np.full(c.shape[2], is_group_effect(str(v))))
-    empty = {"max_rhat": nan, "min_ess_bulk": nan, "min_ess_tail": nan}
+    empty = {"max_rhat": None, "min_ess_bulk": None, "min_ess_tail": None}
     if not columns or n_draws < 4:
         return {**empty, "parameters": dict(empty), "effects": {**empty, "n": 0, "n_outside": 0}}
     draws = np.concatenate(columns, axis=2)
     effect_mask = np.concatenate(effect)
 
-    def extreme(values: np.ndarray, how) -> float:
+    def extreme(values: np.ndarray, how) -> float | None:
         values = values[np.isfinite(values)]
-        return float(how(values)) if values.size else nan
+        return float(how(values)) if values.size else None
 
     rhat, bulk, tail = rhat_ess.rhat_ess_bulk_tail(draws)
     if n_chains < 2:
         rhat = np.full_like(rhat, np.nan)
 
-    def summary(mask: np.ndarray) -> dict[str, float]:
+    def summary(mask: np.ndarray) -> dict[str, float | None]:
         return {"max_rhat": extreme(rhat[mask], np.max),
                 "min_ess_bulk": extreme(bulk[mask], np.min),
                 "min_ess_tail": extreme(tail[mask], np.min)}
@@ -1039,12 +1039,7 @@ def _diagnostics(idata: Any, *, sampler: str, draws: int, tune: int, chains: int
         "draws": int(posterior.sizes["draw"]),
         "chains": int(posterior.sizes["chain"]),
         "tune": int(tune),
-        "max_rhat": _finite_or_none(extremes["max_rhat"]),
-        "min_ess_bulk": _finite_or_none(extremes["min_ess_bulk"]),
-        "min_ess_tail": _finite_or_none(extremes["min_ess_tail"]),
-        "parameters": {k: _finite_or_none(v) for k, v in extremes["parameters"].items()},
-        "effects": {k: (v if k.startswith("n") else _finite_or_none(v))
-                    for k, v in extremes["effects"].items()},
+        **extremes,
         "divergences": divergences,
         "min_bfmi": _finite_or_none(min_bfmi),
     }
