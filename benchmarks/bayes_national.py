@@ -203,7 +203,7 @@ def _fit_cells(cells, outcome, engine, draws, tune, chains, seed,
     from disparity.design import build_design
     from disparity.engines.pymc import default_target_accept, default_tune
 
-    if engine != "disparity":  # a peer: nutpie's defaults where the engine's were not given
+    if engine != "disparity":  # a peer run without the engine: its small-model defaults
         tune = default_tune(native=True) if tune is None else tune
         target_accept = (default_target_accept(0, native=False) if target_accept is None
                          else target_accept)
@@ -311,7 +311,9 @@ def pupil_gradient_ms(cells: pd.DataFrame, outcome: str, repeats: int = 10) -> d
         function = model.logp_dlogp_function(ravel_inputs=True)
     function.set_extra_values({})
     point = model.initial_point()
-    x = np.concatenate([np.ravel(point[v.name]) for v in function._grad_vars]).astype(float)
+    # the function's inputs: the continuous value variables, raveled in model order
+    x = np.concatenate([np.ravel(point[v.name])
+                        for v in model.continuous_value_vars]).astype(float)
     function(x)
     times = []
     for _ in range(repeats):
